@@ -1,0 +1,25 @@
+"""ResNet (He et al. 2015, 2016) for Keras 3 on JAX, with the notes' CIFAR-10 trainer."""
+
+from keras_resnet._backend import select_jax_backend
+
+select_jax_backend()
+
+from keras_resnet.blocks import (  # noqa: E402
+    BasicBlock,
+    Bottleneck,
+    PreActBasicBlock,
+    PreActBottleneck,
+)
+from keras_resnet.models import ModelSpec, build, get_spec, list_models  # noqa: E402
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "ModelSpec",
+    "PreActBasicBlock",
+    "PreActBottleneck",
+    "build",
+    "get_spec",
+    "list_models",
+]
+__version__ = "0.1.0"

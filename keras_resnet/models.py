@@ -1,0 +1,218 @@
+"""The model registry: every network is one line of configuration, built by ``build``.
+
+``build("resnet18")`` gives the notes' CIFAR-10 network; keyword arguments override any field
+of the registered ``ModelSpec`` (as ``timm.create_model`` does), e.g.
+``build("resnet50", stem="imagenet", input_shape=(224, 224, 3), num_classes=1000)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+
+import keras
+from keras import layers
+
+from keras_resnet.blocks import BLOCKS, SHORTCUTS, batch_norm, conv2d
+
+STEMS = ("cifar", "imagenet")
+POOLINGS = (None, "avg", "max")
+# PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), so the head starts as the notes'.
+DENSE_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What distinguishes one ResNet from another."""
+
+    block: str
+    depths: tuple[int, ...]
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    shortcut: str = "B"
+    stem: str = "cifar"
+    zero_init_residual: bool = False
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, **fields) -> None:
+    _REGISTRY[name] = ModelSpec(**fields)
+
+
+PAPER = (16, 32, 64)  # the 2015 paper's CIFAR nets: 6n+2 layers, option-A shortcuts
+
+# The notes' CIFAR-10 nets (kuangliu/pytorch-cifar layout): 3x3 stem, four stages, no max-pool.
+register("resnet18", block="basic", depths=(2, 2, 2, 2))
+register("resnet34", block="basic", depths=(3, 4, 6, 3))
+register("resnet50", block="bottleneck", depths=(3, 4, 6, 3))
+register("resnet101", block="bottleneck", depths=(3, 4, 23, 3))
+register("resnet152", block="bottleneck", depths=(3, 8, 36, 3))
+# The 2015 paper, section 4.2.
+register("resnet20", block="basic", depths=(3, 3, 3), widths=PAPER, shortcut="A")
+register("resnet32", block="basic", depths=(5, 5, 5), widths=PAPER, shortcut="A")
+register("resnet44", block="basic", depths=(7, 7, 7), widths=PAPER, shortcut="A")
+register("resnet56", block="basic", depths=(9, 9, 9), widths=PAPER, shortcut="A")
+register("resnet110", block="basic", depths=(18, 18, 18), widths=PAPER, shortcut="A")
+register("resnet1202", block="basic", depths=(200, 200, 200), widths=PAPER, shortcut="A")
+# Plain counterparts for the degradation study: the same stacks without shortcuts.
+register("plain18", block="basic", depths=(2, 2, 2, 2), shortcut="none")
+register("plain34", block="basic", depths=(3, 4, 6, 3), shortcut="none")
+register("plain20", block="basic", depths=(3, 3, 3), widths=PAPER, shortcut="none")
+register("plain32", block="basic", depths=(5, 5, 5), widths=PAPER, shortcut="none")
+register("plain44", block="basic", depths=(7, 7, 7), widths=PAPER, shortcut="none")
+register("plain56", block="basic", depths=(9, 9, 9), widths=PAPER, shortcut="none")
+register("plain110", block="basic", depths=(18, 18, 18), widths=PAPER, shortcut="none")
+# The 2016 paper's pre-activation units.
+register("preact_resnet18", block="preact_basic", depths=(2, 2, 2, 2))
+register("preact_resnet34", block="preact_basic", depths=(3, 4, 6, 3))
+register("preact_resnet110", block="preact_basic", depths=(18, 18, 18), widths=PAPER)
+register("preact_resnet164", block="preact_bottleneck", depths=(18, 18, 18), widths=PAPER)
+register("preact_resnet1001", block="preact_bottleneck", depths=(111, 111, 111), widths=PAPER)
+
+
+def list_models() -> list[str]:
+    """The registered names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str, **overrides) -> ModelSpec:
+    """The registered spec for ``name`` with ``overrides`` applied and validated."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown model {name!r}.{hint} Valid names: {', '.join(list_models())}")
+    fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"Unknown argument(s) {', '.join(map(repr, unknown))} for build({name!r}); "
+            f"valid overrides: {', '.join(sorted(fields))}"
+        )
+    spec = dataclasses.replace(_REGISTRY[name], **overrides)
+    if spec.block not in BLOCKS:
+        raise ValueError(f"Unknown block {spec.block!r}; valid: {', '.join(BLOCKS)}")
+    if spec.shortcut not in SHORTCUTS:
+        raise ValueError(f"Unknown shortcut {spec.shortcut!r}; valid: {', '.join(SHORTCUTS)}")
+    if spec.stem not in STEMS:
+        raise ValueError(f"Unknown stem {spec.stem!r}; valid: {', '.join(STEMS)}")
+    if len(spec.depths) != len(spec.widths) or not all(
+        isinstance(v, int) and v > 0 for v in (*spec.depths, *spec.widths)
+    ):
+        raise ValueError(
+            f"depths and widths must be equally long sequences of positive ints, got "
+            f"depths={spec.depths!r}, widths={spec.widths!r}"
+        )
+    return spec
+
+
+def downsampling(spec: ModelSpec) -> int:
+    """How many input pixels one output pixel spans along each side."""
+    return 2 ** (len(spec.depths) - 1) * (4 if spec.stem == "imagenet" else 1)
+
+
+def _check_input_shape(name: str, spec: ModelSpec, input_shape) -> tuple:
+    if not isinstance(input_shape, Sequence) or len(input_shape) != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, channels), got {input_shape!r}"
+        )
+    height, width, channels = input_shape
+    for value in input_shape:
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"input_shape entries must be positive ints or None, got {input_shape!r}")
+    if channels is None:
+        raise ValueError(f"input_shape must give the number of channels, got {input_shape!r}")
+    smallest = downsampling(spec)
+    if any(side is not None and side < smallest for side in (height, width)):
+        raise ValueError(
+            f"input_shape {tuple(input_shape)} is too small for {name} with the {spec.stem!r} stem: "
+            f"each side must be at least {smallest} pixels"
+        )
+    return tuple(input_shape)
+
+
+def build(
+    name: str,
+    *,
+    num_classes: int = 10,
+    input_shape: Sequence[int | None] = (32, 32, 3),
+    include_top: bool = True,
+    pooling: str | None = None,
+    classifier_activation: str | None = None,
+    input_normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    **overrides,
+) -> keras.Model:
+    """Build a registered network as a functional ``keras.Model``.
+
+    The head returns logits unless ``classifier_activation`` (e.g. ``"softmax"``) is given; it
+    always computes in float32 so mixed precision never degrades the loss. With
+    ``include_top=False`` the model is a backbone: ``pooling`` ``"avg"``/``"max"`` pools it, as in
+    ``keras.applications``. ``input_normalization=(mean, std)``, per channel on the 0-1 scale,
+    makes the model take raw 0-255 pixels.
+    """
+    spec = get_spec(name, **overrides)
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"Unknown pooling {pooling!r}; valid: None, 'avg', 'max'")
+    input_shape = _check_input_shape(name, spec, input_shape)
+    block = BLOCKS[spec.block]
+
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    if input_normalization is not None:
+        mean, std = (tuple(float(v) * 255.0 for v in values) for values in input_normalization)
+        x = layers.Normalization(
+            mean=mean, variance=tuple(s * s for s in std), name="normalize"
+        )(x)
+    x = _stem(x, spec, block.pre_activation)
+    for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths), start=1):
+        for index in range(depth):
+            x = block(
+                width,
+                strides=2 if stage > 1 and index == 0 else 1,
+                shortcut=spec.shortcut,
+                zero_init_residual=spec.zero_init_residual,
+                name=f"stage{stage}_block{index}",
+            )(x)
+    if block.pre_activation:  # the 2016 paper ends with BN-ReLU before pooling
+        x = batch_norm("final_bn")(x)
+        x = layers.ReLU(name="final_relu")(x)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dense(
+            num_classes,
+            activation=classifier_activation,
+            kernel_initializer=keras.initializers.get(DENSE_INITIALIZER),
+            dtype="float32",
+            name="predictions",
+        )(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _stem(x, spec: ModelSpec, pre_activation: bool):
+    """3x3 convolution for CIFAR; 7x7/2 convolution and 3x3/2 max-pool for ImageNet."""
+    width = spec.widths[0]
+    if spec.stem == "cifar":
+        x = layers.ZeroPadding2D(1, name="stem_pad")(x)
+        x = conv2d(width, 3, name="stem_conv")(x)
+        if pre_activation:  # the first unit starts with its own BN-ReLU
+            return x
+    else:
+        x = layers.ZeroPadding2D(3, name="stem_pad")(x)
+        x = conv2d(width, 7, strides=2, name="stem_conv")(x)
+    x = batch_norm("stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    if spec.stem == "imagenet":
+        # Zero padding equals PyTorch's -inf padding here: the input is a ReLU output.
+        x = layers.ZeroPadding2D(1, name="pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    return x
