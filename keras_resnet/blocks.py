@@ -101,12 +101,15 @@ class ResidualBlock(layers.Layer):
     ):
         super().__init__(**kwargs)
         if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
-            raise ValueError(f"{type(self).__name__}: filters must be a positive int, got {filters!r}")
+            raise ValueError(
+                f"{type(self).__name__}: filters must be a positive int, got {filters!r}"
+            )
         if strides not in (1, 2):
             raise ValueError(f"{type(self).__name__}: strides must be 1 or 2, got {strides!r}")
         if shortcut not in SHORTCUTS:
             raise ValueError(
-                f"{type(self).__name__}: unknown shortcut {shortcut!r}; valid: {', '.join(SHORTCUTS)}"
+                f"{type(self).__name__}: unknown shortcut {shortcut!r}; "
+                f"valid: {', '.join(SHORTCUTS)}"
             )
         self.filters = filters
         self.strides = strides
@@ -127,7 +130,9 @@ class ResidualBlock(layers.Layer):
                 f"got shape {input_shape}"
             )
         if input_shape[-1] is None:
-            raise ValueError(f"{self.name}: the channel dimension must be known, got shape {input_shape}")
+            raise ValueError(
+                f"{self.name}: the channel dimension must be known, got shape {input_shape}"
+            )
         self.in_channels = int(input_shape[-1])
         reshapes = self.strides != 1 or self.in_channels != self.out_channels
         if self.shortcut == "A" and self.in_channels > self.out_channels:
@@ -160,7 +165,12 @@ class ResidualBlock(layers.Layer):
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
         s = self.strides
-        return (b, None if h is None else -(-h // s), None if w is None else -(-w // s), self.out_channels)
+        return (
+            b,
+            None if h is None else -(-h // s),
+            None if w is None else -(-w // s),
+            self.out_channels,
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -117,20 +117,22 @@ def downsampling(spec: ModelSpec) -> int:
 
 def _check_input_shape(name: str, spec: ModelSpec, input_shape) -> tuple:
     if not isinstance(input_shape, Sequence) or len(input_shape) != 3:
-        raise ValueError(
-            f"input_shape must be (height, width, channels), got {input_shape!r}"
-        )
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
     height, width, channels = input_shape
     for value in input_shape:
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"input_shape entries must be positive ints or None, got {input_shape!r}")
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise ValueError(
+                f"input_shape entries must be positive ints or None, got {input_shape!r}"
+            )
     if channels is None:
         raise ValueError(f"input_shape must give the number of channels, got {input_shape!r}")
     smallest = downsampling(spec)
     if any(side is not None and side < smallest for side in (height, width)):
         raise ValueError(
-            f"input_shape {tuple(input_shape)} is too small for {name} with the {spec.stem!r} stem: "
-            f"each side must be at least {smallest} pixels"
+            f"input_shape {tuple(input_shape)} is too small for {name} with the "
+            f"{spec.stem!r} stem: each side must be at least {smallest} pixels"
         )
     return tuple(input_shape)
 
@@ -166,11 +168,9 @@ def build(
     x = inputs
     if input_normalization is not None:
         mean, std = (tuple(float(v) * 255.0 for v in values) for values in input_normalization)
-        x = layers.Normalization(
-            mean=mean, variance=tuple(s * s for s in std), name="normalize"
-        )(x)
+        x = layers.Normalization(mean=mean, variance=tuple(s * s for s in std), name="normalize")(x)
     x = _stem(x, spec, block.pre_activation)
-    for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths), start=1):
+    for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True), start=1):
         for index in range(depth):
             x = block(
                 width,
