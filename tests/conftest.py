@@ -1,0 +1,19 @@
+"""Test settings: JAX on CPU, quiet TensorFlow, and a fresh Keras session per test."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+import keras_resnet  # noqa: E402, F401  (registers the layers before any test loads a model)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    keras.utils.clear_session()
+    keras.mixed_precision.set_global_policy("float32")
+    yield
