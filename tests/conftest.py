@@ -6,10 +6,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import keras  # noqa: E402
-import pytest  # noqa: E402
+import keras
+import pytest
 
-import keras_resnet  # noqa: E402, F401  (registers the layers before any test loads a model)
+import keras_resnet  # noqa: F401  (registers the layers before any test loads a model)
 
 
 @pytest.fixture(autouse=True)

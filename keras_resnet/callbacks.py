@@ -1,0 +1,137 @@
+"""Callbacks of the training recipe: per-epoch data, the notes' log, resumable state."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+
+from keras_resnet import io
+from keras_resnet.data import CifarBatches
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+def current_lr(model: keras.Model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class SetEpoch(keras.callbacks.Callback):
+    """Tell the training batches which epoch starts, so order and augmentation follow the seed."""
+
+    def __init__(self, batches: CifarBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)
+
+
+class NoteLog(keras.callbacks.Callback):
+    """The notes' log: ``[epoch, batch] loss: <sum of batch losses> | Acc: x% (correct/seen)``
+    every ``every`` batches, then ``Total loss: ...`` at the end of the epoch."""
+
+    def __init__(self, batch_size: int, every: int = 100):
+        super().__init__()
+        self.batch_size = batch_size
+        self.every = every
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.batches = 0
+        print(f"Epoch: {epoch}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches = batch + 1
+        if self.batches % self.every == 0:
+            seen = self.batches * self.batch_size
+            accuracy = float(logs["accuracy"])
+            print(
+                f"[{self.epoch + 1}, {self.batches}] loss: {float(logs['loss']) * self.batches:.6f}"
+                f" | Acc: {100 * accuracy:.3f}% ({round(accuracy * seen)}/{seen})"
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        print(f"Total loss: {float(logs['loss']) * self.batches:.6f}")
+
+
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters survive a restart (Keras resets them in on_train_begin)."""
+
+    def __init__(self, state: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_state = state
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.initial_state:
+            self.wait = self.initial_state["wait"]
+            self.best = self.initial_state["best"]
+            self.cooldown_counter = self.initial_state["cooldown_counter"]
+
+    def state(self) -> dict:
+        return {"wait": self.wait, "best": self.best, "cooldown_counter": self.cooldown_counter}
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Persist everything a restart needs at the end of every epoch, atomically.
+
+    The model (with optimizer state) goes to ``checkpoints/epoch-NNNN.keras``; only then does
+    ``state.json`` name it, so a crash at any point leaves a consistent pair. ``best.keras``
+    follows the monitored accuracy and is never written from a non-finite loss.
+    Run it after the learning-rate callback so that its cut is part of the saved state.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        plateau: ResumableReduceLROnPlateau,
+        monitor: str,
+        state: dict,
+    ):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.plateau = plateau
+        self.monitor = monitor
+        self.state = state
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_lr = current_lr(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:5] if k in logs}}
+        row["learning_rate"] = self.epoch_lr
+        if not all(math.isfinite(v) for v in row.values()):
+            print(f"Epoch {epoch + 1} ended with a non-finite loss: its weights are not saved.")
+            return
+        self.state["history"].append(row)
+        score = row.get(self.monitor)
+        if score is not None and score > self.state.get("best", -math.inf):
+            self.state["best"] = score
+            self.state["best_epoch"] = epoch + 1
+            io.save_atomically(self.run_dir / "best.keras", self.model.save)
+
+        name = f"checkpoints/epoch-{epoch + 1:04d}.keras"
+        io.save_atomically(self.run_dir / name, self.model.save)
+        previous = self.state.get("checkpoint")
+        self.state.update(
+            epochs_done=epoch + 1,
+            checkpoint=name,
+            learning_rate=current_lr(self.model),
+            plateau=self.plateau.state(),
+        )
+        io.write_json(self.run_dir / "state.json", self.state)
+        write_history_csv(self.run_dir / "history.csv", self.state["history"])
+        if previous and previous != name:
+            (self.run_dir / previous).unlink(missing_ok=True)
+
+
+def write_history_csv(path: Path, history: list[dict]) -> None:
+    lines = [",".join(HISTORY_COLUMNS)]
+    for row in history:
+        lines.append(
+            ",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in HISTORY_COLUMNS)
+        )
+    io.write_text(path, "\n".join(lines) + "\n")

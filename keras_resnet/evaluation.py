@@ -1,0 +1,46 @@
+"""Test-set metrics: loss, accuracy, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from keras_resnet.data import CifarBatches, Split
+
+
+def predict_logits(model: keras.Model, split: Split, batch_size: int = 1000) -> np.ndarray:
+    """Logits of every image, in order, without augmentation."""
+    return np.asarray(model.predict(CifarBatches(split, batch_size), verbose=0), dtype=np.float64)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean softmax cross-entropy, as the training loss computes it."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+def classification_metrics(
+    labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]
+) -> dict:
+    """Accuracy, per-class accuracy and the confusion matrix (rows: true, columns: predicted)."""
+    n = len(class_names)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+    return {
+        "test_accuracy": float((labels == predictions).mean()),
+        "per_class_accuracy": dict(zip(class_names, map(float, per_class), strict=True)),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def evaluate(
+    model: keras.Model, split: Split, class_names: Sequence[str], batch_size: int = 1000
+) -> dict:
+    """Test loss and the metrics above in one pass over ``split``, as a JSON-ready dict."""
+    logits = predict_logits(model, split, batch_size)
+    metrics = classification_metrics(split.labels, logits.argmax(axis=-1), class_names)
+    return {"test_loss": cross_entropy(logits, split.labels), **metrics}

@@ -1,0 +1,134 @@
+"""Figures of a training run: curves and a confusion matrix are quicker to read than a CSV.
+
+matplotlib is imported inside the functions (``import keras_resnet.reports`` stays cheap) and
+used through ``Figure`` directly, without pyplot's global state or an interactive backend.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from keras_resnet import io
+
+TRAIN_COLOR = "tab:blue"
+EVAL_COLOR = "tab:orange"
+
+
+def lr_cuts(history: list[dict]) -> list[tuple[int, float]]:
+    """(epoch, new learning rate) for each epoch whose rate is below the previous epoch's."""
+    cuts = []
+    for previous, row in itertools.pairwise(history):
+        if row["learning_rate"] < previous["learning_rate"]:
+            cuts.append((int(row["epoch"]), float(row["learning_rate"])))
+    return cuts
+
+
+def _series(history: list[dict], key: str, scale: float = 1.0) -> tuple[list, list]:
+    """Epochs and values of ``key`` over the rows that have it."""
+    rows = [row for row in history if row.get(key) is not None]
+    return [row["epoch"] for row in rows], [row[key] * scale for row in rows]
+
+
+def plot_curves(history: list[dict], path: str | os.PathLike, eval_name: str = "test") -> None:
+    """Loss and accuracy per epoch, train vs ``eval_name``, with learning-rate cuts marked.
+
+    A cut is drawn between the last epoch at the old rate and the first at the new one.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    if not history:
+        raise ValueError("history is empty: nothing to plot")
+    marker = "o" if len(history) == 1 else None  # a lone epoch would draw no line
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    # Late in training loss is low and accuracy high: cut labels and legends go where curves aren't.
+    panels = (
+        (ax_loss, "loss", 1.0, "loss", "top", "upper right"),
+        (ax_acc, "accuracy", 100.0, "accuracy (%)", "bottom", "lower right"),
+    )
+    for ax, key, scale, ylabel, label_side, legend_loc in panels:
+        ax.plot(*_series(history, key, scale), color=TRAIN_COLOR, marker=marker, label="train")
+        eval_epochs, eval_values = _series(history, f"val_{key}", scale)
+        if eval_epochs:
+            ax.plot(
+                eval_epochs, eval_values, "--", color=EVAL_COLOR, marker=marker, label=eval_name
+            )
+        for epoch, lr in lr_cuts(history):
+            ax.axvline(epoch - 0.5, color="0.45", linestyle=":", linewidth=1.2)
+            ax.text(
+                epoch - 0.5,
+                0.98 if label_side == "top" else 0.02,
+                f"lr {lr:g}",
+                transform=ax.get_xaxis_transform(),
+                rotation=90,
+                ha="right",
+                va=label_side,
+                fontsize=8,
+                color="0.3",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+            )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_xlim(0.5, history[-1]["epoch"] + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.grid(alpha=0.3)
+        ax.legend(loc=legend_loc)
+    ax_loss.set_title("loss")
+    ax_acc.set_title("accuracy")
+    fig.suptitle(_curves_title(history, eval_name), fontsize=13)
+    io.save_atomically(path, lambda p: fig.savefig(p, format="png", dpi=150))
+
+
+def _curves_title(history: list[dict], eval_name: str) -> str:
+    """Name the best eval epoch: the number a reader of the curves looks for first."""
+    title = f"Training curves, {len(history)} epoch{'s' * (len(history) != 1)}"
+    scored = [row for row in history if row.get("val_accuracy") is not None]
+    if not scored:
+        return title
+    best = max(scored, key=lambda row: row["val_accuracy"])
+    return f"{title}: best {eval_name} accuracy {best['val_accuracy']:.2%} (epoch {best['epoch']})"
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "Confusion matrix",
+) -> None:
+    """Counts heat map, rows = true class and columns = predicted, overall accuracy in the title."""
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(matrix)
+    n = len(class_names)
+    if matrix.shape != (n, n):
+        raise ValueError(f"confusion matrix of shape {matrix.shape} for {n} classes")
+    total = matrix.sum()
+    if total > 0:
+        correct = np.trace(matrix)
+        title = f"{title}\naccuracy {correct / total:.2%} ({_count(correct)} / {_count(total)})"
+    side = max(4.0, 0.65 * n + 2.0)
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="count")
+    fontsize = 9 if n <= 12 else 6
+    for (row, col), value in np.ndenumerate(matrix):
+        color = "white" if image.norm(value) > 0.5 else "black"
+        ax.text(col, row, _count(value), ha="center", va="center", color=color, fontsize=fontsize)
+    ticks = np.arange(n)
+    ax.set_xticks(ticks, labels=class_names, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(ticks, labels=class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    io.save_atomically(path, lambda p: fig.savefig(p, format="png", dpi=150))
+
+
+def _count(value) -> str:
+    """Whole counts in full (``:g`` would write 1e+06); anything else to 3 significant digits."""
+    return f"{value:d}" if isinstance(value, int | np.integer) else f"{value:.3g}"

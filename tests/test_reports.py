@@ -1,0 +1,82 @@
+"""The report figures are real PNGs, drawn from whatever columns a history has."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_resnet.data import CLASS_NAMES
+from keras_resnet.reports import lr_cuts, plot_confusion_matrix, plot_curves
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _history(epochs: int, cuts=(21, 45), with_eval: bool = True) -> list[dict]:
+    rows = []
+    for epoch in range(1, epochs + 1):
+        lr = 0.1 * 0.1 ** sum(epoch >= cut for cut in cuts)
+        row = {
+            "epoch": epoch,
+            "loss": 2.3 / epoch**0.5,
+            "accuracy": 1 - 0.9 / epoch**0.3,
+            "learning_rate": lr,
+        }
+        if with_eval:
+            row |= {"val_loss": 2.4 / epoch**0.4, "val_accuracy": 1 - 0.95 / epoch**0.25}
+        rows.append(row)
+    return rows
+
+
+def _assert_png(path, min_side: int = 300) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        assert min(img.size) >= min_side
+        assert max(img.size) <= 4000
+
+
+def test_lr_cuts_finds_each_drop():
+    assert lr_cuts(_history(60)) == [(21, pytest.approx(0.01)), (45, pytest.approx(0.001))]
+
+
+def test_lr_cuts_ignores_warmup_rises_and_flat_rates():
+    rates = [0.01, 0.1, 0.1, 0.02]
+    history = [{"epoch": i + 1, "learning_rate": lr} for i, lr in enumerate(rates)]
+    assert lr_cuts(history) == [(4, 0.02)]
+
+
+def test_plot_curves_writes_png(tmp_path):
+    path = tmp_path / "curves.png"
+    plot_curves(_history(60), path, eval_name="validation")
+    _assert_png(path)
+
+
+def test_plot_curves_without_eval_columns(tmp_path):
+    path = tmp_path / "curves.png"
+    plot_curves(_history(30, with_eval=False), path)
+    _assert_png(path)
+
+
+def test_plot_curves_single_row(tmp_path):
+    path = tmp_path / "curves.png"
+    plot_curves(_history(1), path)
+    _assert_png(path)
+
+
+def test_plot_curves_rejects_empty_history(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        plot_curves([], tmp_path / "curves.png")
+
+
+def test_plot_confusion_matrix_writes_png(tmp_path):
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 40, size=(10, 10)) + np.diag(rng.integers(700, 980, size=10))
+    path = tmp_path / "confusion.png"
+    plot_confusion_matrix(matrix, CLASS_NAMES, path)
+    _assert_png(path)
+    assert not list(tmp_path.glob(".*"))  # the atomic write left no temporary file
+
+
+def test_plot_confusion_matrix_rejects_mismatched_classes(tmp_path):
+    with pytest.raises(ValueError, match="3 classes"):
+        plot_confusion_matrix(np.eye(4), CLASS_NAMES[:3], tmp_path / "confusion.png")
