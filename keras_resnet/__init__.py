@@ -11,6 +11,7 @@ from keras_resnet.blocks import (  # noqa: E402
     PreActBottleneck,
 )
 from keras_resnet.models import ModelSpec, build, get_spec, list_models  # noqa: E402
+from keras_resnet.torch_weights import load_torch_weights  # noqa: E402
 
 __all__ = [
     "BasicBlock",
@@ -21,5 +22,6 @@ __all__ = [
     "build",
     "get_spec",
     "list_models",
+    "load_torch_weights",
 ]
 __version__ = "0.1.0"

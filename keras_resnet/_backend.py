@@ -13,6 +13,8 @@ REQUIRED_BACKEND = "jax"
 
 def select_jax_backend() -> None:
     """Make Keras use JAX, or fail with a message that says how to fix the environment."""
+    # Keras loads TensorFlow for its data utilities; keep its start-up chatter off the console.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     chosen = os.environ.setdefault("KERAS_BACKEND", REQUIRED_BACKEND)
     if chosen != REQUIRED_BACKEND:
         raise ImportError(

@@ -1,0 +1,213 @@
+"""load_torch_weights: a PyTorch ResNet and its Keras copy give the same logits."""
+
+import re
+
+import numpy as np
+import pytest
+
+import keras_resnet
+from keras_resnet import load_torch_weights
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+TOLERANCE = 1e-4
+
+
+def bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1)
+
+
+class TorchBasicBlock(nn.Module):
+    """The notes' BasicBlock, named as its printout: ``features`` and ``shortcut``."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(cin, planes, 3, stride, 1, bias=False),
+            bn(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, planes, 3, 1, 1, bias=False),
+            bn(planes),
+        )
+        self.shortcut = shortcut(cin, planes * self.expansion, stride)
+
+    def forward(self, x):
+        return torch.relu(self.features(x) + self.shortcut(x))
+
+
+class TorchBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(cin, planes, 1, bias=False),
+            bn(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, planes, 3, stride, 1, bias=False),
+            bn(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, planes * 4, 1, bias=False),
+            bn(planes * 4),
+        )
+        self.shortcut = shortcut(cin, planes * self.expansion, stride)
+
+    def forward(self, x):
+        return torch.relu(self.features(x) + self.shortcut(x))
+
+
+def shortcut(cin: int, cout: int, stride: int) -> nn.Sequential:
+    if stride == 1 and cin == cout:
+        return nn.Sequential()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
+
+
+class TorchResNet(nn.Module):
+    """The notes' ResNet; ``stem="imagenet"`` swaps in torchvision's 7x7/2 stem and max-pool."""
+
+    def __init__(self, block, depths, num_classes: int = 10, stem: str = "cifar"):
+        super().__init__()
+        if stem == "cifar":
+            self.features = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), bn(64), nn.ReLU())
+            self.avg_pool = nn.AvgPool2d(4)
+        else:
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 64, 7, 2, 3, bias=False), bn(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+            )
+            self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        cin = 64
+        for stage, (depth, planes) in enumerate(
+            zip(depths, (64, 128, 256, 512), strict=True), start=1
+        ):
+            blocks = []
+            for index in range(depth):
+                blocks.append(block(cin, planes, 2 if stage > 1 and index == 0 else 1))
+                cin = planes * block.expansion
+            setattr(self, f"layer{stage}", nn.Sequential(*blocks))
+        self.classifer = nn.Linear(cin, num_classes)  # sic: the notes' spelling
+
+    def forward(self, x):
+        x = self.features(x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.classifer(torch.flatten(self.avg_pool(x), 1))
+
+
+def randomised(module: nn.Module, size: int) -> nn.Module:
+    """Random BN affine parameters and running statistics taken from shifted random data."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.normal_(0.0, 0.2)
+                layer.momentum = 1.0  # the running statistics become this batch's
+        module.train()(2.0 * torch.randn(8, 3, size, size) + 0.5)
+    return module.eval()
+
+
+def max_logit_diff(torch_model: nn.Module, keras_model, size: int) -> float:
+    x = np.random.default_rng(1).normal(size=(2, 3, size, size)).astype("float32")
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(x)).numpy()
+    got = np.asarray(keras_model(x.transpose(0, 2, 3, 1), training=False))
+    return float(np.max(np.abs(got - expected)))
+
+
+def rename(state_dict, rewrites) -> dict:
+    renamed = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in rewrites:
+            key = re.sub(pattern, replacement, key)
+        renamed[key] = value
+    return renamed
+
+
+FEATURES = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
+KUANGLIU = [
+    (r"^((?:layer\d\.\d\.)?)features\.(\d)\.", lambda m: f"{m[1]}{FEATURES[m[2]]}."),
+    (r"^classifer\.", "linear."),
+]
+TORCHVISION = [*KUANGLIU, (r"\.shortcut\.", ".downsample."), (r"^linear\.", "fc.")]
+
+
+@pytest.fixture(scope="module")
+def resnet18_torch() -> nn.Module:
+    return randomised(TorchResNet(TorchBasicBlock, (2, 2, 2, 2)), 32)
+
+
+@pytest.mark.parametrize(
+    ("name", "block", "depths"),
+    [("resnet18", TorchBasicBlock, (2, 2, 2, 2)), ("resnet50", TorchBottleneck, (3, 4, 6, 3))],
+)
+def test_notes_model_gives_the_same_logits(name, block, depths):
+    torch_model = randomised(TorchResNet(block, depths), 32)
+    model = keras_resnet.build(name)
+    load_torch_weights(model, torch_model.state_dict())
+    assert max_logit_diff(torch_model, model, 32) < TOLERANCE
+
+
+def test_kuangliu_naming_as_numpy_arrays_loads(resnet18_torch):
+    state = {k: v.numpy() for k, v in resnet18_torch.state_dict().items()}
+    state = rename(state, KUANGLIU)
+    assert "layer2.0.shortcut.1.running_var" in state and "linear.weight" in state
+    model = keras_resnet.build("resnet18")
+    load_torch_weights(model, state)
+    assert max_logit_diff(resnet18_torch, model, 32) < TOLERANCE
+
+
+def test_torchvision_naming_loads_into_the_imagenet_stem():
+    torch_model = randomised(
+        TorchResNet(TorchBasicBlock, (2, 2, 2, 2), num_classes=1000, stem="imagenet"), 64
+    )
+    state = rename(torch_model.state_dict(), TORCHVISION)
+    assert "layer2.0.downsample.0.weight" in state and "fc.bias" in state
+    model = keras_resnet.build(
+        "resnet18", stem="imagenet", input_shape=(64, 64, 3), num_classes=1000
+    )
+    load_torch_weights(model, state)
+    assert max_logit_diff(torch_model, model, 64) < TOLERANCE
+
+
+def test_input_normalization_layer_is_skipped(resnet18_torch):
+    mean, std = 0.5, 0.25
+    model = keras_resnet.build("resnet18", input_normalization=((mean,) * 3, (std,) * 3))
+    load_torch_weights(model, resnet18_torch.state_dict())
+    x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype("float32")
+    with torch.no_grad():
+        expected = resnet18_torch(torch.from_numpy(x)).numpy()
+    pixels = 255.0 * (x * std + mean)  # raw 0-255 pixels that normalise back to x
+    got = np.asarray(model(pixels.transpose(0, 2, 3, 1), training=False))
+    assert np.max(np.abs(got - expected)) < TOLERANCE
+
+
+def test_errors_name_every_problem_and_leave_the_model_untouched(resnet18_torch):
+    state = dict(resnet18_torch.state_dict())
+    del state["layer2.0.shortcut.1.running_var"]
+    state["layer5.0.features.0.weight"] = torch.zeros(1)
+    state["classifer.weight"] = torch.zeros(7, 512)
+    model = keras_resnet.build("resnet18")
+    before = [np.array(w) for w in model.weights]
+    with pytest.raises(ValueError) as error:
+        load_torch_weights(model, state)
+    message = str(error.value)
+    assert "missing" in message and "layer2.0.shortcut.1.running_var" in message
+    assert "unexpected" in message and "layer5.0.features.0.weight" in message
+    assert "'classifer.weight' has shape (7, 512), expected (10, 512)" in message
+    assert all(np.array_equal(b, np.array(w)) for b, w in zip(before, model.weights, strict=True))
+
+
+def test_a_missing_key_in_the_notes_naming_is_reported_canonically(resnet18_torch):
+    state = dict(resnet18_torch.state_dict())
+    del state["layer1.0.features.3.weight"]
+    with pytest.raises(ValueError, match=r"missing.*layer1\.0\.conv2\.weight"):
+        load_torch_weights(keras_resnet.build("resnet18"), state)
+
+
+def test_a_wrongly_shaped_conv_reports_pytorch_layout(resnet18_torch):
+    state = dict(resnet18_torch.state_dict())
+    state["features.0.weight"] = torch.zeros(64, 3, 7, 7)
+    with pytest.raises(ValueError, match=re.escape("(64, 3, 7, 7), expected (64, 3, 3, 3)")):
+        load_torch_weights(keras_resnet.build("resnet18"), state)

@@ -1,0 +1,228 @@
+"""The training recipe end to end on generated data: files, resume, refusals, schedule, logs."""
+
+import json
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet import cli, models
+from keras_resnet.callbacks import NoteLog, ResumableReduceLROnPlateau
+from keras_resnet.training import RunError, TrainConfig, train
+
+# A two-stage net small enough to train in seconds; the recipe is the same as for resnet18.
+models.register("tiny_test_net", block="basic", depths=(1, 1), widths=(8, 16))
+
+RUN_FILES = (
+    "model.keras",
+    "best.keras",
+    "history.csv",
+    "metrics.json",
+    "curves.png",
+    "confusion_matrix.png",
+    "config.json",
+    "state.json",
+)
+
+
+def tiny_config(tmp_path, **overrides) -> TrainConfig:
+    settings = dict(
+        model="tiny_test_net",
+        epochs=1,
+        batch_size=64,
+        synthetic=True,
+        train_size=256,
+        output_dir=str(tmp_path / "run"),
+    )
+    return TrainConfig(**{**settings, **overrides})
+
+
+class InterruptAfterEpoch(keras.callbacks.Callback):
+    """Simulates Ctrl-C right after an epoch's checkpoint is written."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def model_weights(path) -> list[np.ndarray]:
+    return [np.asarray(w) for w in keras.saving.load_model(path).weights]
+
+
+def test_one_epoch_run_writes_every_file_and_evaluate_reproduces_its_accuracy(tmp_path, capsys):
+    run_dir = train(tiny_config(tmp_path), verbose=0)
+
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == "tiny_test_net" and metrics["epochs"] == 1
+    assert len(metrics["confusion_matrix"]) == 10
+    assert sum(map(sum, metrics["confusion_matrix"])) == 512  # the synthetic test set
+    assert set(metrics["per_class_accuracy"]) == {
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    }  # fmt: skip
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate"
+    assert len(history) == 2
+
+    out = tmp_path / "eval"
+    code = cli.main(
+        ["evaluate", str(run_dir / "model.keras"), "--synthetic", "--output-dir", str(out)]
+    )
+    assert code == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert again["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-5)
+    assert (out / "confusion_matrix.png").is_file()
+    assert f"{100 * metrics['test_accuracy']:.2f}%" in capsys.readouterr().out
+
+
+def test_interrupted_run_resumes_to_the_same_weights_as_an_unbroken_one(tmp_path):
+    unbroken = train(tiny_config(tmp_path / "a", epochs=2), verbose=0)
+
+    config = tiny_config(tmp_path / "b", epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[InterruptAfterEpoch(0)], verbose=0)
+    state = json.loads((config.run_dir / "state.json").read_text())
+    assert state["epochs_done"] == 1 and not state.get("finished")
+    assert not (config.run_dir / "model.keras").exists()
+    resumed = train(config, verbose=0)  # the same command again
+
+    for a, b in zip(
+        model_weights(unbroken / "model.keras"), model_weights(resumed / "model.keras"), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    history_a = (unbroken / "history.csv").read_text()
+    history_b = (resumed / "history.csv").read_text()
+    assert history_a == history_b
+    assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["epoch-0002.keras"]
+
+
+def test_finished_run_is_refused_unless_overwritten_or_extended(tmp_path):
+    config = tiny_config(tmp_path)
+    train(config, verbose=0)
+    with pytest.raises(RunError, match="already holds a finished 1-epoch run"):
+        train(config, verbose=0)
+    with pytest.raises(RunError, match=r"other settings \(lr: 0.1 -> 0.05\)"):
+        train(tiny_config(tmp_path, lr=0.05), verbose=0)
+    train(tiny_config(tmp_path, lr=0.05), overwrite=True, verbose=0)
+    assert json.loads((config.run_dir / "config.json").read_text())["lr"] == 0.05
+    run_dir = train(tiny_config(tmp_path, lr=0.05, epochs=2), verbose=0)
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(model="resnet19"), "Unknown model 'resnet19'. Did you mean 'resnet18'"),
+        (dict(epochs=0), "--epochs must be a positive integer, got 0"),
+        (dict(batch_size=-1), "--batch-size must be a positive integer, got -1"),
+        (dict(lr=0.0), "--lr must be positive, got 0.0"),
+        (dict(weight_decay=-1e-4), "--weight-decay must be non-negative, got -0.0001"),
+        (
+            dict(precision="float8"),
+            "--precision must be one of float32, mixed_bfloat16, got 'float8'",
+        ),
+        (dict(log_format="json"), "--log-format must be one of keras, note, got 'json'"),
+        (dict(val_size=-5), "--val-size must be 0 or more, got -5"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(tmp_path, overrides, message):
+    config = tiny_config(tmp_path, **overrides)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(config, verbose=0)
+    assert not config.run_dir.exists()
+
+
+def test_unwritable_output_folder_is_refused(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(RunError, match="is not writable"):
+        train(tiny_config(tmp_path, output_dir=str(blocker / "run")), verbose=0)
+
+
+def test_train_size_larger_than_the_data_is_refused_naming_both_numbers(tmp_path):
+    with pytest.raises(ValueError, match=r"--train-size must be between 1 and 2048.*got 5000"):
+        train(tiny_config(tmp_path, train_size=5000), verbose=0)
+
+
+def test_validation_split_drives_the_schedule_and_is_named_in_metrics(tmp_path):
+    run_dir = train(tiny_config(tmp_path, val_size=128), verbose=0)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "best_validation_accuracy" in metrics
+    assert sum(map(sum, metrics["confusion_matrix"])) == 512  # test set, used once at the end
+
+
+def test_plateau_cuts_the_rate_after_patience_epochs_and_its_state_survives_restarts():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    plateau = ResumableReduceLROnPlateau(
+        monitor="val_accuracy", mode="max", factor=0.1, patience=6, min_lr=1e-4
+    )
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    rates = []
+    for epoch in range(14):
+        plateau.on_epoch_end(epoch, {"val_accuracy": 0.5})  # never improves after epoch 0
+        rates.append(float(model.optimizer.learning_rate))
+    # Epoch 0 sets the best; the sixth stalled epoch cuts (the notes' gap from 45 to 51).
+    assert rates[:6] == pytest.approx([0.1] * 6)
+    assert rates[6:12] == pytest.approx([0.01] * 6)
+    assert rates[12] == pytest.approx(0.001)
+
+    restored = ResumableReduceLROnPlateau(
+        state=plateau.state(), monitor="val_accuracy", mode="max", patience=6
+    )
+    restored.set_model(model)
+    restored.on_train_begin()
+    assert restored.state() == plateau.state()
+
+
+def test_note_log_prints_the_notes_lines(capsys):
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[NoteLog(4, every=5)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Epoch: 0"
+    periodic = [line for line in lines if line.startswith("[")]
+    assert len(periodic) == 2  # 10 batches, a line every 5
+    pattern = r"\[1, (5|10)\] loss: \d+\.\d{6} \| Acc: \d+\.\d{3}% \((\d+)/(\d+)\)"
+    for line, seen in zip(periodic, (20, 40), strict=True):
+        match = re.fullmatch(pattern, line)
+        assert match, line
+        assert int(match.group(3)) == seen and int(match.group(2)) <= seen
+    assert re.fullmatch(r"Total loss: \d+\.\d{6}", lines[-1])
+
+
+def test_cli_refuses_bad_flags_with_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.train_main(["--epochs", "0"])
+    assert exit_info.value.code == 2
+    assert "--epochs: expected a positive integer, got '0'" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.train_main(["--model", "resnet-18", "--synthetic", "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "Unknown model 'resnet-18'" in capsys.readouterr().err
+
+
+def test_cli_resume_keeps_saved_settings_and_refuses_changes(tmp_path, capsys):
+    config = tiny_config(tmp_path)
+    train(config, verbose=0)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.train_main(["--resume", str(config.run_dir), "--lr", "0.5"])
+    assert exit_info.value.code == 1
+    assert "cannot change lr" in capsys.readouterr().err
+    assert cli.train_main(["--resume", str(config.run_dir), "--epochs", "2"]) == 0
+    assert json.loads((config.run_dir / "state.json").read_text())["epochs_done"] == 2
