@@ -11,6 +11,7 @@ from keras_resnet.blocks import (  # noqa: E402
     PreActBottleneck,
 )
 from keras_resnet.models import ModelSpec, build, get_spec, list_models  # noqa: E402
+from keras_resnet.optimizers import TorchSGD  # noqa: E402  (registered for loading checkpoints)
 from keras_resnet.torch_weights import load_torch_weights  # noqa: E402
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ModelSpec",
     "PreActBasicBlock",
     "PreActBottleneck",
+    "TorchSGD",
     "build",
     "get_spec",
     "list_models",

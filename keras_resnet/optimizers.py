@@ -26,7 +26,7 @@ class TorchSGD(keras.optimizers.SGD):
         super().__init__(
             learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, **kwargs
         )
-        if not isinstance(l2, (int, float)) or l2 < 0:
+        if not isinstance(l2, (int, float)) or not l2 >= 0:
             raise ValueError(f"l2 must be a non-negative number, got {l2!r}")
         self.l2 = float(l2)
 
