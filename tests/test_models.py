@@ -1,0 +1,462 @@
+"""The model registry: parameter counts, names, shapes, options, saving, errors and the backend.
+
+On CPU every new tensor shape costs a JAX compile (weight initialisers included), so tests that
+only inspect structure build a ``_skeleton`` and forward passes reuse a few models and sizes.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from keras_resnet import build, get_spec, list_models
+from keras_resnet.blocks import BasicBlock, Bottleneck, PreActBasicBlock
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# SPEC.md section 2: (trainable, with BN moving statistics), 10 classes.
+NOTE_COUNTS = {
+    "resnet18": (11_173_962, 11_183_562),
+    "resnet34": (21_282_122, 21_299_146),
+    "resnet50": (23_520_842, 23_573_962),
+    "resnet101": (42_512_970, 42_618_314),
+    "resnet152": (58_156_618, 58_308_042),
+}
+
+
+def _skeleton(name, **kwargs):
+    """``build(name, **kwargs)`` with every weight created at its shape but never initialised.
+
+    ``keras.StatelessScope(initialize_variables=False)`` defers the initialisers, so counting
+    parameters or reading names and shapes costs no random-number compiles.
+    """
+    with keras.StatelessScope(initialize_variables=False):
+        return build(name, **kwargs)
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def _images(n=2, size=32, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (n, size, size, 3)).astype("float32")
+
+
+def _predict(model, x):
+    return np.asarray(model(x, training=False))
+
+
+def _blocks(model):
+    return [layer for layer in model.layers if re.fullmatch(r"stage\d+_block\d+", layer.name)]
+
+
+def _randomize_batch_norm_statistics(model, seed=1):
+    """Non-trivial moving statistics, so a round trip that lost them would change predictions."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, layers.BatchNormalization):
+            (c,) = layer.moving_mean.shape
+            layer.moving_mean.assign(rng.normal(0.0, 0.1, c).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, c).astype("float32"))
+
+
+def _paper_counts(n, num_classes=10):
+    """(trainable, total) of the 2015 paper's 6n+2 CIFAR net with option-A shortcuts."""
+    widths = (16, 32, 64)
+    trainable = 3 * 3 * 3 * 16 + 2 * 16  # stem conv (no bias) and its BN's gamma, beta
+    bn_channels = 16
+    c_in = 16
+    for width in widths:
+        for _ in range(n):
+            trainable += 9 * c_in * width + 9 * width * width + 2 * (2 * width)
+            bn_channels += 2 * width
+            c_in = width
+    trainable += 64 * num_classes + num_classes
+    return trainable, trainable + 2 * bn_channels  # + BN moving mean and variance
+
+
+def _run_python(code, *, env_updates=None, remove=(), cwd=None):
+    env = {k: v for k, v in os.environ.items() if k not in remove}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.update(env_updates or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+# --- Parameter counts --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(NOTE_COUNTS))
+def test_parameter_counts_equal_the_notes_table(name):
+    model = _skeleton(name)
+    trainable, total = NOTE_COUNTS[name]
+    assert _trainable(model) == trainable
+    assert model.count_params() == total
+
+
+def test_resnet20_has_269_722_trainable_parameters():
+    assert _trainable(_skeleton("resnet20")) == 269_722
+
+
+@pytest.mark.parametrize(
+    ("name", "n"),
+    [
+        ("resnet20", 3),
+        ("resnet32", 5),
+        ("resnet44", 7),
+        ("resnet56", 9),
+        ("resnet110", 18),
+        ("resnet1202", 200),
+    ],
+)
+def test_paper_cifar_nets_have_the_6n_plus_2_parameter_count(name, n):
+    model = _skeleton(name)
+    assert (_trainable(model), model.count_params()) == _paper_counts(n)
+
+
+def test_paper_count_formula_gives_the_papers_0_27m_for_resnet20():
+    assert _paper_counts(3) == (269_722, 271_098)
+    assert _paper_counts(200)[0] == 19_421_274  # ResNet-1202: the paper's 19.4M
+
+
+@pytest.mark.parametrize(("plain", "resnet"), [("plain20", "resnet20"), ("plain56", "resnet56")])
+def test_plain_nets_have_the_parameters_of_their_option_a_resnet(plain, resnet):
+    plain_model, resnet_model = _skeleton(plain), _skeleton(resnet)
+    assert _trainable(plain_model) == _trainable(resnet_model)
+    assert plain_model.count_params() == resnet_model.count_params()
+
+
+def test_plain18_lacks_exactly_the_three_projection_shortcuts_of_resnet18():
+    # 1x1 conv (no bias) + BN gamma/beta for 64->128, 128->256 and 256->512.
+    projections = sum(
+        c_in * c_out + 2 * c_out for c_in, c_out in [(64, 128), (128, 256), (256, 512)]
+    )
+    assert projections == 173_824
+    assert _trainable(_skeleton("resnet18")) - _trainable(_skeleton("plain18")) == projections
+
+
+@pytest.mark.parametrize(
+    ("name", "torchvision"), [("resnet18", 11_689_512), ("resnet50", 25_557_032)]
+)
+def test_imagenet_form_has_torchvisions_parameter_count(name, torchvision):
+    # PyTorch's parameters are our trainable weights: BN running statistics are buffers there.
+    model = _skeleton(name, stem="imagenet", input_shape=(224, 224, 3), num_classes=1000)
+    assert _trainable(model) == torchvision
+    assert tuple(model.get_layer("stem_conv").kernel.shape) == (7, 7, 3, 64)
+    assert model.output_shape == (None, 1000)
+
+
+def test_imagenet_backbone_downsamples_224_to_7():
+    model = _skeleton("resnet50", stem="imagenet", input_shape=(224, 224, 3), include_top=False)
+    assert model.output_shape == (None, 7, 7, 2048)
+
+
+def test_shortcut_override_b_adds_the_two_projections_to_resnet20():
+    extra = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    assert _trainable(_skeleton("resnet20", shortcut="B")) == 269_722 + extra
+
+
+# --- The registry ------------------------------------------------------------------------------
+
+
+def test_every_documented_model_is_registered():
+    documented = {
+        *("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+        *("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202"),
+        *("plain18", "plain34", "plain20", "plain32", "plain44", "plain56"),
+        *("preact_resnet18", "preact_resnet34", "preact_resnet110", "preact_resnet164"),
+    }
+    names = list_models()
+    assert names == sorted(names)
+    assert documented <= set(names)
+
+
+def test_every_registered_name_states_its_depth():
+    # Weighted layers: 2 per basic block, 3 per bottleneck, plus the stem conv and the dense head.
+    depths = {}
+    for name in list_models():
+        spec = get_spec(name)
+        per_block = 3 if "bottleneck" in spec.block else 2
+        depths[name] = per_block * sum(spec.depths) + 2
+    assert depths == {name: int(re.search(r"\d+$", name).group()) for name in list_models()}
+
+
+def test_registered_specs_follow_the_papers():
+    wide, paper = (64, 128, 256, 512), (16, 32, 64)
+    expected = {
+        "resnet18": ("basic", "B", wide, (2, 2, 2, 2)),
+        "resnet50": ("bottleneck", "B", wide, (3, 4, 6, 3)),
+        "resnet20": ("basic", "A", paper, (3, 3, 3)),
+        "plain34": ("basic", "none", wide, (3, 4, 6, 3)),
+        "preact_resnet164": ("preact_bottleneck", "B", paper, (18, 18, 18)),
+    }
+    specs = {name: get_spec(name) for name in expected}
+    assert {n: (s.block, s.shortcut, s.widths, s.depths) for n, s in specs.items()} == expected
+    assert {s.stem for s in specs.values()} == {"cifar"}
+
+
+def test_overrides_do_not_change_the_registered_spec():
+    assert get_spec("resnet18", shortcut="C", stem="imagenet").shortcut == "C"
+    _skeleton("resnet20", shortcut="B", zero_init_residual=True)
+    spec = get_spec("resnet20")
+    assert (spec.shortcut, spec.zero_init_residual) == ("A", False)
+
+
+def test_resnet18_layer_names_are_stable():
+    model = _skeleton("resnet18")
+    assert [layer.name for layer in _blocks(model)] == [
+        f"stage{s}_block{b}" for s in range(1, 5) for b in range(2)
+    ]
+    assert tuple(model.get_layer("stem_conv").kernel.shape) == (3, 3, 3, 64)
+    assert isinstance(model.get_layer("stage1_block0"), BasicBlock)
+    assert model.get_layer("stage4_block1").filters == 512
+    assert model.get_layer("stage4_block0").strides == 2
+    assert model.get_layer("predictions").units == 10
+    assert model.layers[-1].name == "predictions"
+
+
+def test_block_types_follow_the_spec():
+    assert isinstance(_skeleton("resnet50").get_layer("stage3_block5"), Bottleneck)
+    assert isinstance(_skeleton("preact_resnet18").get_layer("stage2_block1"), PreActBasicBlock)
+
+
+# --- Forward passes and shapes -----------------------------------------------------------------
+
+
+def test_resnet34_maps_two_cifar_images_to_ten_logits():
+    logits = _predict(build("resnet34"), _images())
+    assert logits.shape == (2, 10)
+    assert np.isfinite(logits).all()
+    assert not np.allclose(logits[0], logits[1])
+
+
+def test_backbone_without_top_returns_the_4x4x512_feature_map():
+    features = _predict(build("resnet18", include_top=False), _images())
+    assert features.shape == (2, 4, 4, 512)
+    assert (features >= 0).all()  # the last block ends with a ReLU
+
+
+@pytest.mark.parametrize(("pooling", "reduce"), [("avg", np.mean), ("max", np.max)])
+def test_backbone_pooling_reduces_the_feature_map_to_a_vector(pooling, reduce):
+    backbone = build("resnet18", include_top=False)
+    pooled_model = build("resnet18", include_top=False, pooling=pooling)
+    pooled_model.set_weights(backbone.get_weights())
+    x = _images()
+    pooled = _predict(pooled_model, x)
+    assert pooled.shape == (2, 512)
+    np.testing.assert_allclose(
+        pooled, reduce(_predict(backbone, x), axis=(1, 2)), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_the_classifier_accepts_64x64_inputs():
+    model = build("resnet20", input_shape=(64, 64, 3))
+    assert _predict(model, _images(size=64)).shape == (2, 10)
+
+
+def test_a_variable_size_model_accepts_32_and_48_pixel_inputs():
+    model = build("resnet20", input_shape=(None, None, 3))
+    assert model.input_shape == (None, None, None, 3)
+    assert _predict(model, _images(size=32)).shape == (2, 10)
+    assert _predict(model, _images(size=48)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_shape": (4, 4, 3)}, "input_shape (4, 4, 3) is too small for resnet18"),
+        ({"input_shape": (32, 7, 3)}, "at least 8 pixels"),
+        ({"input_shape": (16, 16, 3), "stem": "imagenet"}, "at least 32 pixels"),
+    ],
+)
+def test_an_input_smaller_than_the_downsampling_is_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build("resnet18", **kwargs)
+
+
+def test_softmax_head_gives_probabilities_equal_to_softmax_of_the_logits():
+    logits_model = build("resnet20")
+    probs_model = build("resnet20", classifier_activation="softmax")
+    probs_model.set_weights(logits_model.get_weights())
+    x = _images()
+    probs = _predict(probs_model, x)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    logits = _predict(logits_model, x).astype("float64")
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_the_head_outputs_float32_under_mixed_bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build("resnet20")
+        assert model.get_layer("stage1_block0").compute_dtype == "bfloat16"
+        assert model.get_layer("predictions").compute_dtype == "float32"
+        assert model.output.dtype == "float32"
+        logits = model(_images(), training=False)
+        assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+        assert np.isfinite(np.asarray(logits)).all()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+NORMALIZATION = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def test_input_normalization_is_the_first_layer_and_maps_raw_pixels():
+    model = build("resnet20", input_normalization=NORMALIZATION)
+    assert model.layers[1].name == "normalize"
+    first = keras.Model(model.input, model.layers[1].output)
+    raw = np.empty((1, 32, 32, 3), "float32")
+    raw[..., 0], raw[..., 1], raw[..., 2] = 127.5, 191.25, 63.75  # mean, mean + std, mean - std
+    out = np.asarray(first(raw))
+    np.testing.assert_allclose(out[..., 0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(out[..., 1], 1.0, atol=1e-6)
+    np.testing.assert_allclose(out[..., 2], -1.0, atol=1e-6)
+
+
+def test_input_normalization_equals_normalising_by_hand_with_the_same_weights():
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    raw_model = build("resnet20", input_normalization=(mean, std))
+    plain_model = build("resnet20")
+    for layer in plain_model.layers:
+        if layer.weights:
+            layer.set_weights(raw_model.get_layer(layer.name).get_weights())
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    by_hand = (pixels / 255.0 - np.array(mean)) / np.array(std)
+    np.testing.assert_allclose(
+        _predict(raw_model, pixels),
+        _predict(plain_model, by_hand.astype("float32")),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet20"])
+def test_zero_init_residual_override_zeroes_the_last_batch_norm_of_every_block(name):
+    # (Bottleneck's bn3 is covered in test_blocks.py; here: the override reaches every block.)
+    blocks = _blocks(build(name, zero_init_residual=True))
+    assert len(blocks) == (8 if name == "resnet18" else 9)
+    for block in blocks:
+        np.testing.assert_array_equal(np.asarray(block.bn2.gamma), 0.0, err_msg=block.name)
+        np.testing.assert_array_equal(np.asarray(block.bn1.gamma), 1.0, err_msg=block.name)
+    for block in _blocks(build(name)):
+        np.testing.assert_array_equal(np.asarray(block.bn2.gamma), 1.0, err_msg=block.name)
+
+
+# --- Saving and loading ------------------------------------------------------------------------
+
+
+def test_a_backbone_with_a_new_head_round_trips_through_a_keras_file(tmp_path):
+    backbone = build("resnet20", include_top=False, pooling="avg")
+    inputs = keras.Input((32, 32, 3))
+    outputs = layers.Dense(5, name="new_head")(backbone(inputs))
+    model = keras.Model(inputs, outputs)
+    _randomize_batch_norm_statistics(backbone)
+    x = _images()
+    expected = _predict(model, x)
+    assert expected.shape == (2, 5)
+    path = tmp_path / "transfer.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(_predict(loaded, x), expected)
+
+
+def test_a_saved_resnet20_predicts_identically_in_a_fresh_process(tmp_path):
+    model = build("resnet20")
+    _randomize_batch_norm_statistics(model)
+    x = _images()
+    np.save(tmp_path / "x.npy", x)
+    model.save(tmp_path / "resnet20.keras")
+    expected = _predict(model, x)
+    result = _run_python(
+        """
+        import numpy as np
+        import keras_resnet  # registers the blocks; load_model keeps safe_mode=True
+        import keras
+        model = keras.saving.load_model("resnet20.keras")
+        x = np.load("x.npy")
+        np.save("y.npy", np.asarray(model(x, training=False)))
+        print(keras.backend.backend(), type(model.get_layer("stage1_block0")).__name__)
+        """,
+        env_updates={"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["jax", "BasicBlock"]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+
+
+# --- Errors ------------------------------------------------------------------------------------
+
+
+def test_an_unknown_name_suggests_the_closest_and_lists_the_valid_names():
+    with pytest.raises(ValueError, match=r"Unknown model 'resnet19'") as info:
+        build("resnet19")
+    message = str(info.value)
+    assert "Did you mean 'resnet18'?" in message
+    assert all(name in message for name in list_models())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": 0}, "num_classes must be a positive int, got 0"),
+        ({"num_classes": 2.5}, "got 2.5"),
+        ({"input_shape": (32, 32)}, "input_shape must be (height, width, channels), got (32, 32)"),
+        ({"input_shape": (32, 32, None)}, "(32, 32, None)"),
+        ({"stem": "bogus"}, "Unknown stem 'bogus'; valid: cifar, imagenet"),
+        ({"pooling": "sum"}, "Unknown pooling 'sum'"),
+        ({"shortcut": "D"}, "Unknown shortcut 'D'; valid: A, B, C, none"),
+        ({"block": "wide"}, "Unknown block 'wide'"),
+        ({"depths": (2, 2, 2)}, "depths=(2, 2, 2)"),
+        ({"widht": (8, 16, 32, 64)}, "Unknown argument(s) 'widht' for build('resnet18')"),
+    ],
+)
+def test_invalid_arguments_are_rejected_naming_the_bad_value(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build("resnet18", **kwargs)
+
+
+def test_an_unknown_override_lists_the_valid_overrides():
+    with pytest.raises(ValueError, match=r"valid overrides: .*shortcut.*zero_init_residual"):
+        build("resnet18", widht=8)
+
+
+# --- The JAX backend ---------------------------------------------------------------------------
+
+
+def test_importing_the_package_selects_the_jax_backend_by_default():
+    result = _run_python(
+        "import keras_resnet, keras; print(keras.backend.backend())",
+        remove=("KERAS_BACKEND",),
+        env_updates={"JAX_PLATFORMS": "cpu"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "jax"
+
+
+def test_another_backend_fails_the_import_naming_keras_backend():
+    result = _run_python(
+        "import keras_resnet, keras; print(keras.backend.backend())",
+        env_updates={"KERAS_BACKEND": "tensorflow"},
+    )
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr
+    assert "KERAS_BACKEND='tensorflow'" in result.stderr
+    assert result.stdout.strip() == ""
