@@ -226,3 +226,33 @@ def test_cli_resume_keeps_saved_settings_and_refuses_changes(tmp_path, capsys):
     assert "cannot change lr" in capsys.readouterr().err
     assert cli.train_main(["--resume", str(config.run_dir), "--epochs", "2"]) == 0
     assert json.loads((config.run_dir / "state.json").read_text())["epochs_done"] == 2
+
+
+def test_mixed_bfloat16_run_trains_and_keeps_the_classifier_in_float32(tmp_path):
+    run_dir = train(tiny_config(tmp_path, precision="mixed_bfloat16"), verbose=0)
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert model.get_layer("stage1_block0").compute_dtype == "bfloat16"
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    # BatchNorm runs under the bfloat16 policy but upcasts its statistics to float32 itself.
+    assert model.get_layer("stage1_block0").bn1.compute_dtype == "bfloat16"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert np.isfinite(metrics["test_loss"])
+
+
+def test_missing_dataset_stops_before_the_model_is_built(tmp_path, monkeypatch, capsys):
+    import tensorflow_datasets as tfds
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    monkeypatch.setattr(
+        "keras_resnet.training._new_model", lambda config: pytest.fail("model was built")
+    )
+    data_dir = str(tmp_path / "tfds")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.train_main(["--data-dir", data_dir, "--output-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert f"data_dir={data_dir!r}" in err and "--synthetic" in err
+    assert "ConnectionError: no route to host" in err
