@@ -85,7 +85,7 @@ class ResidualBlock(layers.Layer):
     """Shared machinery of every block: arguments, input checks, the shortcut and ``get_config``.
 
     Subclasses set ``expansion`` and ``pre_activation`` and implement ``_build_branch`` and
-    ``_branch``: the residual function F(x).
+    ``_forward``: the whole unit, F(x) plus the shortcut.
     """
 
     expansion = 1
@@ -104,9 +104,9 @@ class ResidualBlock(layers.Layer):
             raise ValueError(
                 f"{type(self).__name__}: filters must be a positive int, got {filters!r}"
             )
-        if strides not in (1, 2):
+        if not isinstance(strides, int) or isinstance(strides, bool) or strides not in (1, 2):
             raise ValueError(f"{type(self).__name__}: strides must be 1 or 2, got {strides!r}")
-        if shortcut not in SHORTCUTS:
+        if not isinstance(shortcut, str) or shortcut not in SHORTCUTS:
             raise ValueError(
                 f"{type(self).__name__}: unknown shortcut {shortcut!r}; "
                 f"valid: {', '.join(SHORTCUTS)}"
@@ -129,9 +129,10 @@ class ResidualBlock(layers.Layer):
                 f"{self.name}: expects a 4-D (batch, height, width, channels) input, "
                 f"got shape {input_shape}"
             )
-        if input_shape[-1] is None:
+        if input_shape[-1] is None or input_shape[-1] < 1:
             raise ValueError(
-                f"{self.name}: the channel dimension must be known, got shape {input_shape}"
+                f"{self.name}: the channel dimension must be known and positive, "
+                f"got shape {input_shape}"
             )
         self.in_channels = int(input_shape[-1])
         reshapes = self.strides != 1 or self.in_channels != self.out_channels
@@ -149,6 +150,25 @@ class ResidualBlock(layers.Layer):
                 self.shortcut_bn = batch_norm("shortcut_bn")
                 self.shortcut_bn.build(out)
         self._build_branch(input_shape)
+
+    def _check_dtype(self, x) -> None:
+        """Keras autocasts float inputs only; an integer or bool tensor would otherwise run
+        silently through the convolutions and an integer shortcut addition."""
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if not keras.backend.is_float_dtype(dtype):
+            raise ValueError(
+                f"{self.name}: expects a floating-point input, got dtype {dtype!r}; "
+                "cast it first, e.g. keras.ops.cast(x, 'float32')"
+            )
+
+    def compute_output_spec(self, x, training=None):
+        # Symbolic calls (keras.Input) come here instead of ``call``.
+        self._check_dtype(x)
+        return super().compute_output_spec(x, training=training)
+
+    def call(self, x, training=None):
+        self._check_dtype(x)  # at trace time only, under jit
+        return self._forward(x, training)
 
     def _shortcut_path(self, x, training):
         """The identity (option A or B) or the projection ``W_s x`` (B where shapes differ, C)."""
@@ -195,7 +215,7 @@ class BasicBlock(ResidualBlock):
         shape = _build_bn(self.bn1, _build_conv(self.conv1, shape))
         _build_bn(self.bn2, _build_conv(self.conv2, shape))
 
-    def call(self, x, training=None):
+    def _forward(self, x, training):
         y = ops.relu(self.bn1(_apply_conv(self.conv1, x), training=training))
         y = self.bn2(_apply_conv(self.conv2, y), training=training)
         if self.shortcut != "none":
@@ -220,7 +240,7 @@ class Bottleneck(ResidualBlock):
         shape = _build_bn(self.bn2, _build_conv(self.conv2, shape))
         _build_bn(self.bn3, _build_conv(self.conv3, shape))
 
-    def call(self, x, training=None):
+    def _forward(self, x, training):
         y = ops.relu(self.bn1(_apply_conv(self.conv1, x), training=training))
         y = ops.relu(self.bn2(_apply_conv(self.conv2, y), training=training))
         y = self.bn3(_apply_conv(self.conv3, y), training=training)
@@ -246,7 +266,7 @@ class PreActBasicBlock(ResidualBlock):
         shape = _build_conv(self.conv1, _build_bn(self.bn1, shape))
         _build_conv(self.conv2, _build_bn(self.bn2, shape))
 
-    def call(self, x, training=None):
+    def _forward(self, x, training):
         a = ops.relu(self.bn1(x, training=training))
         y = _apply_conv(self.conv1, a)
         y = _apply_conv(self.conv2, ops.relu(self.bn2(y, training=training)))
@@ -273,7 +293,7 @@ class PreActBottleneck(ResidualBlock):
         shape = _build_conv(self.conv2, _build_bn(self.bn2, shape))
         _build_conv(self.conv3, _build_bn(self.bn3, shape))
 
-    def call(self, x, training=None):
+    def _forward(self, x, training):
         a = ops.relu(self.bn1(x, training=training))
         y = _apply_conv(self.conv1, a)
         y = _apply_conv(self.conv2, ops.relu(self.bn2(y, training=training)))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from pathlib import Path
 
 import keras
@@ -15,6 +17,55 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lea
 
 def current_lr(model: keras.Model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: finished epochs are saved; ``signum`` sets the exit code."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Within ``with`` it turns Ctrl-C and SIGTERM (a scheduler, ``kill``) into ``Interrupted``.
+
+    The handler raises at once, but Keras swallows exceptions raised while it converts a batch's
+    logs (a bare ``except``), which is where a step spends most of its wait; so the handler also
+    leaves a flag that this callback raises from at the next batch or epoch end. SIGINT is set
+    explicitly because a shell starts background jobs with it ignored.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        raise Interrupted(signum)
+
+    def _raise_if_signalled(self):
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._raise_if_signalled()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._raise_if_signalled()
 
 
 class SetEpoch(keras.callbacks.Callback):
@@ -86,7 +137,7 @@ class Checkpoint(keras.callbacks.Callback):
     def __init__(
         self,
         run_dir: Path,
-        plateau: ResumableReduceLROnPlateau,
+        plateau: ResumableReduceLROnPlateau | None,
         monitor: str,
         state: dict,
     ):
@@ -120,7 +171,7 @@ class Checkpoint(keras.callbacks.Callback):
             epochs_done=epoch + 1,
             checkpoint=name,
             learning_rate=current_lr(self.model),
-            plateau=self.plateau.state(),
+            plateau=self.plateau.state() if self.plateau else None,
         )
         io.write_json(self.run_dir / "state.json", self.state)
         write_history_csv(self.run_dir / "history.csv", self.state["history"])

@@ -1,21 +1,24 @@
 """Command line: ``python train.py`` and ``python -m keras_resnet {train,evaluate,predict,list}``.
 
 Every error a user can cause ends as one line on stderr and a non-zero exit code, never a
-traceback: 2 for bad arguments, 1 for a run that cannot go on, 130 after Ctrl-C.
+traceback: 2 for bad arguments, 1 for a run that cannot go on, 130 after Ctrl-C and 143
+after SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 from keras_resnet.data import DataUnavailableError
-from keras_resnet.training import RESUMABLE_CHANGES, RunError, TrainConfig
+from keras_resnet.recipes import RECIPES, resolve
+from keras_resnet.saving import RunError
+from keras_resnet.training import RESUMABLE_CHANGES, TrainConfig, load_config
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 def _positive_int(text: str) -> int:
@@ -32,19 +35,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for every TrainConfig field; defaults are suppressed so we know what was given."""
     d = TrainConfig()
     a = parser.add_argument
+    a("--recipe", help=f"preset: {', '.join(RECIPES)} (default {d.recipe}); flags override it")
     a("--model", help=f"registered name, see `python -m keras_resnet list` (default {d.model})")
     a("--epochs", type=_positive_int, help=f"default {d.epochs}")
     a("--batch-size", type=_positive_int, help=f"default {d.batch_size}")
     a("--lr", type=float, help=f"initial learning rate (default {d.lr})")
     a("--momentum", type=float, help=f"default {d.momentum}")
+    a("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
     a("--weight-decay", type=float, help=f"L2 in PyTorch's sense (default {d.weight_decay})")
-    a(
-        "--lr-patience",
-        type=_positive_int,
-        help=f"epochs without improvement (default {d.lr_patience})",
-    )
+    a("--schedule", help="plateau (cut when accuracy stalls; default) or steps (at milestones)")
+    a("--lr-patience", type=_positive_int, help=f"stalled epochs before a cut ({d.lr_patience})")
     a("--lr-factor", type=float, help=f"learning-rate cut (default {d.lr_factor})")
-    a("--min-lr", type=float, help=f"default {d.min_lr}")
+    a("--min-lr", type=float, help=f"plateau schedule's floor (default {d.min_lr})")
+    a("--lr-milestones", type=_positive_int, nargs="+", metavar="STEP", help="steps' cuts")
+    a("--warmup-lr", type=float, help="steps schedule: learning rate during the warm-up")
+    a("--warmup-steps", type=int, help="steps schedule: warm-up length in iterations")
     a(
         "--seed",
         type=int,
@@ -66,12 +71,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if not given.get("synthetic"):
         given.pop("synthetic", None)
+    if "lr_milestones" in given:
+        given["lr_milestones"] = tuple(given["lr_milestones"])
     if not args.resume:
-        return TrainConfig(**given)
-    config_path = Path(args.resume) / "config.json"
-    if not config_path.is_file():
-        raise RunError(f"--resume {args.resume!r}: no run there (no config.json)")
-    saved = json.loads(config_path.read_text())
+        return resolve(**given)
+    saved = dataclasses.asdict(load_config(Path(args.resume)))
     fixed = sorted(k for k in given if k not in RESUMABLE_CHANGES and given[k] != saved.get(k))
     if fixed:
         raise RunError(
@@ -98,6 +102,24 @@ def _predict(args: argparse.Namespace) -> int:
     from keras_resnet import commands
 
     return commands.predict(args)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from keras_resnet import experiments
+
+    flags = {
+        k: getattr(args, k)
+        for k in ("epochs", "train_size", "batch_size", "seed", "data_dir", "precision")
+        if getattr(args, k) is not None
+    }
+    if args.synthetic:
+        flags["synthetic"] = True
+    output_dir = args.output_dir or f"runs/{args.study}"
+    if args.study == "degradation":
+        experiments.degradation(args.depths, output_dir, args.recipe, **flags)
+    else:
+        experiments.depth(args.models, output_dir, args.recipe, **flags)
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -140,6 +162,27 @@ def make_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="registered models and their parameter counts")
     listing.set_defaults(run=_list)
+
+    experiment = commands.add_parser("experiment", help="the notes' experiments")
+    studies = experiment.add_subparsers(dest="study", required=True)
+    degradation = studies.add_parser("degradation", help="plain vs residual nets by depth")
+    degradation.add_argument("--depths", type=_positive_int, nargs="+", default=[20, 32, 44, 56])
+    depth = studies.add_parser("depth", help="test error by depth beside the paper's")
+    depth.add_argument(
+        "--models", nargs="+", default=["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+    )
+    for study in (degradation, depth):
+        a = study.add_argument
+        a("--recipe", default="paper", help="training recipe for every model (default paper)")
+        a("--epochs", type=_positive_int, help="overrides the recipe's")
+        a("--subset", type=_positive_int, dest="train_size", help="train on N images")
+        a("--synthetic", action="store_true", help="generated data: no download")
+        a("--batch-size", type=_positive_int)
+        a("--seed", type=int)
+        a("--data-dir", help="tfds data_dir holding cifar10")
+        a("--precision", help="float32 (default) or mixed_bfloat16")
+        a("--output-dir", help="the study's folder (default runs/<study>)")
+        study.set_defaults(run=_experiment)
     return parser
 
 
@@ -151,8 +194,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         parser.exit(EXIT_USAGE, f"error: {error}\n")
     except (RunError, DataUnavailableError) as error:
         parser.exit(EXIT_FAILED, f"error: {error}\n")
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:  # training printed how to resume
+        return 128 + getattr(interrupt, "signum", signal.SIGINT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

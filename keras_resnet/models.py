@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
 from collections.abc import Sequence
 
 import keras
@@ -52,7 +54,9 @@ register("resnet34", block="basic", depths=(3, 4, 6, 3))
 register("resnet50", block="bottleneck", depths=(3, 4, 6, 3))
 register("resnet101", block="bottleneck", depths=(3, 4, 23, 3))
 register("resnet152", block="bottleneck", depths=(3, 8, 36, 3))
-# The 2015 paper, section 4.2.
+# The 2015 paper, section 4.2 (n = 1, 2 are small extras for quick experiments).
+register("resnet8", block="basic", depths=(1, 1, 1), widths=PAPER, shortcut="A")
+register("resnet14", block="basic", depths=(2, 2, 2), widths=PAPER, shortcut="A")
 register("resnet20", block="basic", depths=(3, 3, 3), widths=PAPER, shortcut="A")
 register("resnet32", block="basic", depths=(5, 5, 5), widths=PAPER, shortcut="A")
 register("resnet44", block="basic", depths=(7, 7, 7), widths=PAPER, shortcut="A")
@@ -62,6 +66,8 @@ register("resnet1202", block="basic", depths=(200, 200, 200), widths=PAPER, shor
 # Plain counterparts for the degradation study: the same stacks without shortcuts.
 register("plain18", block="basic", depths=(2, 2, 2, 2), shortcut="none")
 register("plain34", block="basic", depths=(3, 4, 6, 3), shortcut="none")
+register("plain8", block="basic", depths=(1, 1, 1), widths=PAPER, shortcut="none")
+register("plain14", block="basic", depths=(2, 2, 2), widths=PAPER, shortcut="none")
 register("plain20", block="basic", depths=(3, 3, 3), widths=PAPER, shortcut="none")
 register("plain32", block="basic", depths=(5, 5, 5), widths=PAPER, shortcut="none")
 register("plain44", block="basic", depths=(7, 7, 7), widths=PAPER, shortcut="none")
@@ -82,7 +88,7 @@ def list_models() -> list[str]:
 
 def get_spec(name: str, **overrides) -> ModelSpec:
     """The registered spec for ``name`` with ``overrides`` applied and validated."""
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown model {name!r}.{hint} Valid names: {', '.join(list_models())}")
@@ -94,20 +100,46 @@ def get_spec(name: str, **overrides) -> ModelSpec:
             f"valid overrides: {', '.join(sorted(fields))}"
         )
     spec = dataclasses.replace(_REGISTRY[name], **overrides)
-    if spec.block not in BLOCKS:
-        raise ValueError(f"Unknown block {spec.block!r}; valid: {', '.join(BLOCKS)}")
-    if spec.shortcut not in SHORTCUTS:
-        raise ValueError(f"Unknown shortcut {spec.shortcut!r}; valid: {', '.join(SHORTCUTS)}")
-    if spec.stem not in STEMS:
-        raise ValueError(f"Unknown stem {spec.stem!r}; valid: {', '.join(STEMS)}")
-    if len(spec.depths) != len(spec.widths) or not all(
-        isinstance(v, int) and v > 0 for v in (*spec.depths, *spec.widths)
+    _check_choice("block", spec.block, tuple(BLOCKS))
+    _check_choice("shortcut", spec.shortcut, SHORTCUTS)
+    _check_choice("stem", spec.stem, STEMS)
+    if not (
+        _is_int_sequence(spec.depths)
+        and _is_int_sequence(spec.widths)
+        and len(spec.depths) == len(spec.widths)
     ):
         raise ValueError(
-            f"depths and widths must be equally long sequences of positive ints, got "
-            f"depths={spec.depths!r}, widths={spec.widths!r}"
+            f"depths and widths must be equally long, non-empty sequences of positive ints, "
+            f"got depths={spec.depths!r}, widths={spec.widths!r}"
         )
-    return spec
+    if not isinstance(spec.zero_init_residual, bool):
+        raise ValueError(
+            f"zero_init_residual must be True or False, got {spec.zero_init_residual!r}"
+        )
+    # Tuples whatever sequence was given, so specs compare and hash alike.
+    return dataclasses.replace(spec, depths=tuple(spec.depths), widths=tuple(spec.widths))
+
+
+def _check_choice(kind: str, value, valid: tuple) -> None:
+    """Refuse ``value`` unless it is one of ``valid``; the type check keeps ``in`` from raising
+    TypeError (an unhashable key) or an ambiguous-truth error (an array)."""
+    if not (value is None or isinstance(value, str)) or value not in valid:
+        shown = ", ".join("None" if v is None else str(v) for v in valid)
+        raise ValueError(f"Unknown {kind} {value!r}; valid: {shown}")
+
+
+def _is_int_sequence(values) -> bool:
+    """A non-empty list or tuple of positive ints (bools, floats and strings are not counts)."""
+    return (
+        isinstance(values, (list, tuple))
+        and len(values) > 0
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+    )
+
+
+def layer_depth(spec: ModelSpec) -> int:
+    """Weighted layers, as the papers count them: the stem, every block's convolutions, the head."""
+    return 2 + sum(spec.depths) * (3 if BLOCKS[spec.block].expansion == 4 else 2)
 
 
 def downsampling(spec: ModelSpec) -> int:
@@ -157,18 +189,23 @@ def build(
     makes the model take raw 0-255 pixels.
     """
     spec = get_spec(name, **overrides)
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"Unknown pooling {pooling!r}; valid: None, 'avg', 'max'")
+    _check_num_classes(num_classes)
+    if not isinstance(include_top, bool):
+        raise ValueError(f"include_top must be True or False, got {include_top!r}")
+    _check_choice("pooling", pooling, POOLINGS)
+    _check_activation(classifier_activation)
     input_shape = _check_input_shape(name, spec, input_shape)
     block = BLOCKS[spec.block]
 
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     if input_normalization is not None:
-        mean, std = (tuple(float(v) * 255.0 for v in values) for values in input_normalization)
-        x = layers.Normalization(mean=mean, variance=tuple(s * s for s in std), name="normalize")(x)
+        mean, std = _check_normalization(input_normalization, input_shape[-1])
+        x = layers.Normalization(
+            mean=tuple(m * 255.0 for m in mean),
+            variance=tuple((s * 255.0) ** 2 for s in std),
+            name="normalize",
+        )(x)
     x = _stem(x, spec, block.pre_activation)
     for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True), start=1):
         for index in range(depth):
@@ -198,6 +235,64 @@ def build(
     return keras.Model(inputs, x, name=name)
 
 
+def _check_num_classes(num_classes) -> None:
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+
+
+def _activation_names() -> list[str]:
+    return sorted(
+        n
+        for n in dir(keras.activations)
+        if not n.startswith("_") and n not in ("get", "serialize", "deserialize")
+    )
+
+
+def _check_activation(value) -> None:
+    """Only names: a callable (a lambda) would make the saved model unloadable in safe mode."""
+    if value is not None and (not isinstance(value, str) or value not in _activation_names()):
+        raise ValueError(
+            f"Unknown classifier_activation {value!r}; valid: None, "
+            f"{', '.join(_activation_names())}"
+        )
+
+
+def _check_normalization(value, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)``: ``channels`` finite numbers each, std positive (it is divided by)."""
+    pair = _items(value)
+    if pair is not None and len(pair) == 2:
+        mean, std = (_items(v) for v in pair)
+        if (
+            mean is not None
+            and std is not None
+            and len(mean) == len(std) == channels
+            and all(_is_finite_number(v) for v in (*mean, *std))
+            and all(s > 0 for s in std)
+        ):
+            return tuple(map(float, mean)), tuple(map(float, std))
+    raise ValueError(
+        f"input_normalization must be (mean, std) with {channels} finite numbers each "
+        f"(std > 0), got {value!r}"
+    )
+
+
+def _items(value) -> list | None:
+    """The elements of a sequence or array ``value``, or None for anything else (a string, a
+    mapping, a scalar; an iterator too, which could be endless)."""
+    if isinstance(value, (str, bytes)) or not (
+        isinstance(value, Sequence) or hasattr(value, "__array__")
+    ):
+        return None
+    try:
+        return list(value)
+    except TypeError:  # a 0-d array
+        return None
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _stem(x, spec: ModelSpec, pre_activation: bool):
     """3x3 convolution for CIFAR; 7x7/2 convolution and 3x3/2 max-pool for ImageNet."""
     width = spec.widths[0]
@@ -223,6 +318,7 @@ def count_parameters(name: str, num_classes: int = 10, **overrides) -> int:
 
     Building ResNet-1202 takes a while; ``python -m keras_resnet list`` needs only the count.
     """
+    _check_num_classes(num_classes)
     spec = get_spec(name, **overrides)
     block = BLOCKS[spec.block]
     bottleneck, pre = block.expansion == 4, block.pre_activation

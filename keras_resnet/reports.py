@@ -132,3 +132,72 @@ def plot_confusion_matrix(
 def _count(value) -> str:
     """Whole counts in full (``:g`` would write 1e+06); anything else to 3 significant digits."""
     return f"{value:d}" if isinstance(value, int | np.integer) else f"{value:.3g}"
+
+
+def plot_degradation(
+    curves: dict[str, list[tuple[str, list[dict]]]], path: str | os.PathLike
+) -> None:
+    """The 2015 paper's Figure 6: training error (bold) and test error (dashed) per epoch.
+
+    ``curves`` maps a kind (``"plain"``, ``"residual"``) to ``(model name, history)`` pairs;
+    each kind gets a panel, plain nets on the left, and one colour per depth.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    axes = fig.subplots(1, len(curves), sharey=True, squeeze=False)[0]
+    for ax, (kind, runs) in zip(axes, curves.items(), strict=True):
+        for index, (name, history) in enumerate(runs):
+            color = f"C{index}"
+            epochs, train_error = _series(history, "accuracy")
+            ax.plot(epochs, [100 * (1 - a) for a in train_error], color=color, lw=2.5, label=name)
+            epochs, test_error = _series(history, "val_accuracy")
+            ax.plot(epochs, [100 * (1 - a) for a in test_error], "--", color=color, lw=1)
+        for epoch, rate in lr_cuts(runs[0][1]):
+            ax.axvline(epoch - 0.5, color="0.5", ls=":", lw=1)
+            ax.annotate(
+                f"lr {rate:g}",
+                (epoch - 0.5, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+                color="0.4",
+            )
+        ax.set_title(f"{kind} nets")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(title="bold: train, dashed: test", fontsize=9, title_fontsize=9)
+    axes[0].set_ylabel("error (%)")
+    fig.suptitle("Degradation: training and test error of plain and residual nets")
+    io.save_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+
+
+def plot_depth(rows: list[dict], path: str | os.PathLike) -> None:
+    """Final test error against depth, ours beside the paper's published numbers."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = fig.subplots()
+    depths = [row["depth"] for row in rows]
+    ax.plot(depths, [row["test_error"] for row in rows], "o-", label="this run")
+    published = [(row["depth"], row["paper_test_error"]) for row in rows if row["paper_test_error"]]
+    if published:
+        ax.plot(*zip(*published, strict=True), "s--", color="0.4", label="He et al. 2015")
+    for row in rows:
+        ax.annotate(
+            row["model"],
+            (row["depth"], row["test_error"]),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("layers")
+    ax.set_ylabel("test error (%)")
+    ax.set_title("CIFAR-10 test error against depth")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    io.save_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,20 +24,19 @@ from keras_resnet.callbacks import (
     NoteLog,
     ResumableReduceLROnPlateau,
     SetEpoch,
+    StopOnSignal,
     current_lr,
 )
 from keras_resnet.evaluation import evaluate
 from keras_resnet.models import build, get_spec
 from keras_resnet.optimizers import TorchSGD
+from keras_resnet.saving import RunError, load_model
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 LOG_FORMATS = ("keras", "note")
+SCHEDULES = ("plateau", "steps")
 # Fields that may change when a run is continued: where things are, how verbose, how long.
 RESUMABLE_CHANGES = frozenset({"epochs", "output_dir", "data_dir", "log_format"})
-
-
-class RunError(RuntimeError):
-    """The run folder cannot be used as asked; the message says why and what to do."""
 
 
 @dataclasses.dataclass
@@ -51,15 +51,21 @@ class TrainConfig:
     falling at the first cut, so the notes watched the test side, not the training loss.
     """
 
+    recipe: str = "note"
     model: str = "resnet18"
     epochs: int = 50
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 5e-4
+    schedule: str = "plateau"
     lr_patience: int = 6
     lr_factor: float = 0.1
     min_lr: float = 1e-4
+    lr_milestones: tuple[int, ...] = ()
+    warmup_lr: float = 0.0
+    warmup_steps: int = 0
     seed: int = 0
     data_dir: str | None = None
     synthetic: bool = False
@@ -78,14 +84,42 @@ class TrainConfig:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be a positive integer, got {value!r}"
                 )
-        if not self.lr > 0:
-            raise ValueError(f"--lr must be positive, got {self.lr!r}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"--lr must be a positive number, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"--momentum must be in [0, 1), got {self.momentum!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"--weight-decay must be non-negative, got {self.weight_decay!r}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(
+                f"--weight-decay must be a non-negative number, got {self.weight_decay!r}"
+            )
+        if not 0 <= self.min_lr < self.lr:
+            raise ValueError(f"--min-lr must be at least 0 and below --lr, got {self.min_lr!r}")
+        if not 0 <= self.warmup_lr < math.inf:
+            raise ValueError(f"--warmup-lr must be a non-negative number, got {self.warmup_lr!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
+        if self.output_dir == "":
+            raise ValueError("--output-dir must not be empty")
         if not 0 < self.lr_factor < 1:
             raise ValueError(f"--lr-factor must be between 0 and 1, got {self.lr_factor!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        milestones = list(self.lr_milestones)
+        if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+            raise ValueError(
+                f"--lr-milestones must be increasing positive step numbers, got {milestones}"
+            )
+        if self.warmup_steps < 0 or (self.warmup_steps and not self.warmup_lr > 0):
+            raise ValueError(
+                "--warmup-steps must be 0 or more, with a positive --warmup-lr; got "
+                f"{self.warmup_steps!r} steps at {self.warmup_lr!r}"
+            )
+        if self.warmup_steps and self.schedule != "steps":
+            raise ValueError(
+                "--warmup-steps needs --schedule steps (the plateau schedule has none)"
+            )
         if self.train_size is not None and self.train_size < 1:
             raise ValueError(f"--train-size must be a positive integer, got {self.train_size!r}")
         if self.val_size < 0:
@@ -112,10 +146,32 @@ def _check_writable(run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         io.write_text(run_dir / ".write-test", "")
         (run_dir / ".write-test").unlink()
-    except OSError as error:
-        raise RunError(
-            f"--output-dir {str(run_dir)!r} is not writable: {error.strerror}"
-        ) from error
+    except (OSError, ValueError) as error:  # ValueError: a path with a NUL byte
+        reason = getattr(error, "strerror", None) or str(error)
+        raise RunError(f"--output-dir {str(run_dir)!r} is not writable: {reason}") from error
+
+
+def read_run_file(path: Path) -> dict:
+    """A run folder's JSON file, or a RunError naming it when it is missing or damaged."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RunError(f"cannot read {path}: {error}. Start again with --overwrite.") from error
+    if not isinstance(data, dict):
+        raise RunError(f"{path} is damaged (not a JSON object). Start again with --overwrite.")
+    return data
+
+
+def load_config(run_dir: Path) -> TrainConfig:
+    """The settings a run was started with, checked as strictly as new ones."""
+    path = Path(run_dir) / "config.json"
+    saved = read_run_file(path)
+    try:
+        config = TrainConfig(**{**saved, "lr_milestones": tuple(saved.get("lr_milestones", ()))})
+        config.validate()
+    except (TypeError, ValueError) as error:
+        raise RunError(f"{path} is damaged ({error}). Start again with --overwrite.") from error
+    return config
 
 
 def _previous_state(run_dir: Path, config: TrainConfig, overwrite: bool) -> dict | None:
@@ -123,9 +179,16 @@ def _previous_state(run_dir: Path, config: TrainConfig, overwrite: bool) -> dict
     state_path = run_dir / "state.json"
     if overwrite or not state_path.exists():
         return None
-    state = json.loads(state_path.read_text())
-    saved = json.loads((run_dir / "config.json").read_text())
-    current = dataclasses.asdict(config)
+    state = read_run_file(state_path)
+    if not isinstance(state.get("epochs_done"), int) or not isinstance(
+        state.get("checkpoint"), str
+    ):
+        raise RunError(
+            f"{state_path} is damaged (no finished epoch and checkpoint named). "
+            "Start again with --overwrite."
+        )
+    saved = dataclasses.asdict(load_config(run_dir))
+    saved, current = (json.loads(json.dumps(c)) for c in (saved, dataclasses.asdict(config)))
     changed = sorted(
         k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k]
     )
@@ -152,10 +215,33 @@ def load_data(config: TrainConfig) -> cifar.Cifar10:
     return cifar.subset(source, config.train_size, config.val_size)
 
 
+def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """A number for the plateau schedule (its callback changes it), else a per-step schedule.
+
+    The step schedule lives in the optimizer and counts its iterations, so it resumes exactly.
+    """
+    if config.schedule == "plateau":
+        return config.lr
+    boundaries = list(config.lr_milestones)
+    values = [config.lr * config.lr_factor**i for i in range(len(boundaries) + 1)]
+    if config.warmup_steps:
+        boundaries.insert(0, config.warmup_steps)
+        values.insert(0, config.warmup_lr)
+    if not boundaries:
+        return config.lr
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
 def _new_model(config: TrainConfig) -> keras.Model:
     model = build(config.model, input_normalization=(cifar.CIFAR10_MEAN, cifar.CIFAR10_STD))
+    optimizer = TorchSGD(
+        learning_rate(config),
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        l2=config.weight_decay,
+    )
     model.compile(
-        optimizer=TorchSGD(config.lr, momentum=config.momentum, l2=config.weight_decay),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -183,8 +269,9 @@ def train(
         state = {"history": [], "epochs_done": 0}
         io.write_json(run_dir / "config.json", dataclasses.asdict(config))
     else:
-        model = keras.saving.load_model(run_dir / state["checkpoint"])
-        model.optimizer.learning_rate.assign(state["learning_rate"])
+        model = load_model(run_dir / state["checkpoint"])
+        if config.schedule == "plateau":
+            model.optimizer.learning_rate.assign(state["learning_rate"])
         print(f"Resuming {run_dir} after epoch {state['epochs_done']}.")
 
     eval_split, eval_name = (
@@ -192,34 +279,39 @@ def train(
     )
     train_batches = cifar.CifarBatches(data.train, config.batch_size, train=True, seed=config.seed)
     eval_batches = cifar.CifarBatches(eval_split, 1000)
-    plateau = ResumableReduceLROnPlateau(
-        state=state.get("plateau"),
-        monitor="val_accuracy",
-        mode="max",
-        factor=config.lr_factor,
-        patience=config.lr_patience,
-        min_lr=config.min_lr,
-        verbose=1,
-    )
+    plateau = None
+    if config.schedule == "plateau":
+        plateau = ResumableReduceLROnPlateau(
+            state=state.get("plateau"),
+            monitor="val_accuracy",
+            mode="max",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_lr=config.min_lr,
+            verbose=1,
+        )
+    stop_on_signal = StopOnSignal()
     fit_callbacks = [
         SetEpoch(train_batches),
         keras.callbacks.TerminateOnNaN(),
         *([NoteLog(config.batch_size)] if config.log_format == "note" else []),
-        plateau,
+        *([plateau] if plateau else []),
         Checkpoint(run_dir, plateau, monitor="val_accuracy", state=state),
         *callbacks,
+        stop_on_signal,  # last: a finished epoch is saved before it stops
     ]
     started = time.time()
     try:
-        model.fit(
-            train_batches,
-            validation_data=eval_batches,
-            epochs=config.epochs,
-            initial_epoch=state["epochs_done"],
-            shuffle=False,  # CifarBatches shuffles from (seed, epoch); Keras's would not resume
-            callbacks=fit_callbacks,
-            verbose=2 if config.log_format == "note" else verbose,
-        )
+        with stop_on_signal:
+            model.fit(
+                train_batches,
+                validation_data=eval_batches,
+                epochs=config.epochs,
+                initial_epoch=state["epochs_done"],
+                shuffle=False,  # CifarBatches shuffles from (seed, epoch); Keras's would not resume
+                callbacks=fit_callbacks,
+                verbose=2 if config.log_format == "note" else verbose,
+            )
     except KeyboardInterrupt:
         print(
             f"\nInterrupted. {state['epochs_done']} finished epoch(s) are saved in {run_dir}. "

@@ -9,7 +9,8 @@ import pytest
 
 from keras_resnet import cli, models
 from keras_resnet.callbacks import NoteLog, ResumableReduceLROnPlateau
-from keras_resnet.training import RunError, TrainConfig, train
+from keras_resnet.saving import RunError
+from keras_resnet.training import TrainConfig, train
 
 # A two-stage net small enough to train in seconds; the recipe is the same as for resnet18.
 models.register("tiny_test_net", block="basic", depths=(1, 1), widths=(8, 16))
@@ -122,8 +123,11 @@ def test_finished_run_is_refused_unless_overwritten_or_extended(tmp_path):
         (dict(model="resnet19"), "Unknown model 'resnet19'. Did you mean 'resnet18'"),
         (dict(epochs=0), "--epochs must be a positive integer, got 0"),
         (dict(batch_size=-1), "--batch-size must be a positive integer, got -1"),
-        (dict(lr=0.0), "--lr must be positive, got 0.0"),
-        (dict(weight_decay=-1e-4), "--weight-decay must be non-negative, got -0.0001"),
+        (dict(lr=0.0), "--lr must be a positive number, got 0.0"),
+        (dict(lr=float("inf")), "--lr must be a positive number, got inf"),
+        (dict(weight_decay=-1e-4), "--weight-decay must be a non-negative number, got -0.0001"),
+        (dict(min_lr=0.5), "--min-lr must be at least 0 and below --lr, got 0.5"),
+        (dict(seed=-1), "--seed must be an integer from 0 to 2**32 - 1, got -1"),
         (
             dict(precision="float8"),
             "--precision must be one of float32, mixed_bfloat16, got 'float8'",
@@ -256,3 +260,42 @@ def test_missing_dataset_stops_before_the_model_is_built(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert f"data_dir={data_dir!r}" in err and "--synthetic" in err
     assert "ConnectionError: no route to host" in err
+
+
+@pytest.mark.parametrize(
+    "state, config",
+    [
+        ("{}", None),
+        ("[]", None),
+        ('{"epochs_done": 1}', None),
+        ("not json", None),
+        (None, '{"lr": "fast"}'),
+        (None, '{"bogus": 1}'),
+    ],
+)
+def test_a_damaged_run_folder_is_named_in_the_error_not_a_traceback(tmp_path, state, config):
+    run_config = tiny_config(tmp_path, epochs=2)
+    train(tiny_config(tmp_path), verbose=0)
+    run_dir = run_config.run_dir
+    if state is not None:
+        (run_dir / "state.json").write_text(state)
+    if config is not None:
+        (run_dir / "config.json").write_text(config)
+    damaged = "state.json" if state is not None else "config.json"
+    with pytest.raises(RunError, match=re.escape(str(run_dir / damaged))):
+        train(run_config, verbose=0)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.train_main(["--resume", str(run_dir)])
+    assert exit_info.value.code == 1
+
+
+def test_a_truncated_checkpoint_is_named_when_resuming(tmp_path):
+    config = tiny_config(tmp_path, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[InterruptAfterEpoch(0)], verbose=0)
+    checkpoint = (
+        config.run_dir / json.loads((config.run_dir / "state.json").read_text())["checkpoint"]
+    )
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(RunError, match=f"cannot load model {re.escape(repr(str(checkpoint)))}"):
+        train(config, verbose=0)

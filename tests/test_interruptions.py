@@ -1,0 +1,109 @@
+"""Real processes killed mid-run: no finished epoch is lost, and a restart ends identically."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Eight steps an epoch on a small net: long enough to be killed inside an epoch.
+COMMAND = [
+    sys.executable,
+    str(ROOT / "train.py"),
+    "--model", "resnet8",
+    "--synthetic",
+    "--train-size", "512",
+    "--batch-size", "64",
+    "--epochs", "3",
+]  # fmt: skip
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+
+
+def start(run_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*COMMAND, "--output-dir", str(run_dir)],
+        env=ENV,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(run_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*COMMAND, "--output-dir", str(run_dir)],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def wait_for_epochs(process: subprocess.Popen, run_dir: Path, epochs: int) -> None:
+    """Block until ``state.json`` records ``epochs`` finished epochs."""
+    deadline = time.time() + 240
+    state = run_dir / "state.json"
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["epochs_done"] >= epochs:
+            return
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("the run never finished its first epoch")
+
+
+def weights(path: Path) -> list[np.ndarray]:
+    return [np.asarray(w) for w in keras.saving.load_model(path).weights]
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("unbroken") / "run"
+    result = finish(run_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run_dir
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    for x, y in zip(weights(a / "model.keras"), weights(b / "model.keras"), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+
+
+def test_sigkill_mid_epoch_then_the_same_command_ends_like_an_unbroken_run(tmp_path, unbroken):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for_epochs(process, run_dir, 1)
+    time.sleep(0.3)  # inside epoch 2
+    process.kill()
+    process.wait(timeout=30)
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] in (1, 2)
+
+    result = finish(run_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Resuming" in result.stdout
+    assert_same_run(unbroken, run_dir)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_exit_non_zero_naming_the_resume_command(tmp_path, signum, code):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for_epochs(process, run_dir, 1)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == code, output
+    assert f"Resume with: python train.py --resume {run_dir}" in output
+    assert "Traceback" not in output
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epochs_done"] >= 1
+    assert (run_dir / state["checkpoint"]).is_file()

@@ -1,0 +1,119 @@
+"""Recipes resolve to the papers' and the notes' numbers; flags override them."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet import cli
+from keras_resnet.recipes import resolve
+from keras_resnet.training import TrainConfig, learning_rate, train
+
+
+def test_note_recipe_is_the_notes_run():
+    config = resolve("note")
+    assert config == TrainConfig(recipe="note")
+    assert (config.model, config.epochs, config.batch_size) == ("resnet18", 50, 128)
+    assert (config.lr, config.momentum, config.weight_decay) == (0.1, 0.9, 5e-4)
+    assert (config.schedule, config.lr_patience, config.lr_factor) == ("plateau", 6, 0.1)
+    assert config.min_lr == 1e-4 and config.val_size == 0 and not config.nesterov
+
+
+def test_paper_recipe_is_section_4_2_with_warm_up_from_resnet110():
+    config = resolve("paper", model="resnet110")
+    assert (config.epochs, config.batch_size, config.lr) == (182, 128, 0.1)
+    assert (config.momentum, config.weight_decay) == (0.9, 1e-4)
+    assert config.schedule == "steps" and config.lr_milestones == (32_000, 48_000)
+    assert config.val_size == 5000
+    assert (config.warmup_lr, config.warmup_steps) == (0.01, 400)
+    # 64k iterations: 182 epochs of ceil(45,000 / 128) = 352 steps.
+    assert config.epochs * -(-45_000 // config.batch_size) == pytest.approx(64_000, rel=0.002)
+
+
+def test_paper_recipe_has_no_warm_up_below_110_layers():
+    assert resolve("paper", model="resnet56").warmup_steps == 0
+    assert resolve("paper", model="preact_resnet164").warmup_steps == 400
+
+
+def test_flags_override_the_recipe():
+    config = resolve("paper", model="resnet20", epochs=3, warmup_steps=50, val_size=0)
+    assert (config.epochs, config.warmup_steps, config.val_size) == (3, 50, 0)
+    assert config.weight_decay == 1e-4  # untouched values stay the recipe's
+
+
+def test_unknown_recipe_names_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown recipe 'fastest'; valid: note, paper"):
+        resolve("fastest")
+
+
+def test_paper_schedule_warms_up_then_divides_by_ten_at_32k_and_48k():
+    schedule = learning_rate(resolve("paper", model="resnet110"))
+    steps = [0, 400, 401, 32_000, 32_001, 48_000, 48_001, 64_000]
+    rates = [float(schedule(step)) for step in steps]
+    assert rates == pytest.approx([0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_plateau_schedule_is_a_plain_rate_the_callback_can_change():
+    assert learning_rate(resolve("note")) == 0.1
+
+
+def test_warm_up_needs_the_steps_schedule():
+    with pytest.raises(ValueError, match="--warmup-steps needs --schedule steps"):
+        TrainConfig(warmup_steps=10, warmup_lr=0.01).validate()
+
+
+def test_cli_records_the_resolved_recipe_in_config_json(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train(config, overwrite=False):
+        seen["config"] = config
+        return tmp_path
+
+    monkeypatch.setattr("keras_resnet.training.train", fake_train)
+    argv = [
+        "--recipe",
+        "paper",
+        "--model",
+        "resnet20",
+        "--epochs",
+        "3",
+        "--lr-milestones",
+        "5",
+        "9",
+    ]
+    assert cli.train_main(argv) == 0
+    config = seen["config"]
+    assert (config.recipe, config.epochs, config.lr_milestones) == ("paper", 3, (5, 9))
+    assert config.weight_decay == 1e-4 and config.warmup_steps == 0
+
+
+def test_a_step_schedule_run_resumes_to_the_same_weights(tmp_path):
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    def config(folder):
+        return resolve(
+            "paper",
+            model="resnet8",
+            epochs=2,
+            batch_size=64,
+            synthetic=True,
+            train_size=256,
+            val_size=64,
+            lr_milestones=(6,),  # four steps an epoch: the cut falls inside epoch 2
+            output_dir=str(tmp_path / folder),
+        )
+
+    unbroken = train(config("a"), verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config("b"), callbacks=[Interrupt()], verbose=0)
+    resumed = train(config("b"), verbose=0)
+    a = keras.saving.load_model(unbroken / "model.keras")
+    b = keras.saving.load_model(resumed / "model.keras")
+    for x, y in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    assert float(b.optimizer.learning_rate) == pytest.approx(0.01)
+    saved = json.loads((resumed / "config.json").read_text())
+    assert saved["recipe"] == "paper" and saved["lr_milestones"] == [6]
