@@ -68,6 +68,25 @@ class StopOnSignal(keras.callbacks.Callback):
         self._raise_if_signalled()
 
 
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is NaN or infinite, and remember which it was.
+
+    Checkpoint ignores that epoch, so the last good checkpoint and best.keras stay as they were.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None  # (epoch, batch), both 1-based
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not math.isfinite(float(logs["loss"])):
+            self.stopped_at = (self.epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
 class SetEpoch(keras.callbacks.Callback):
     """Tell the training batches which epoch starts, so order and augmentation follow the seed."""
 

@@ -24,6 +24,7 @@ from keras_resnet.callbacks import (
     NoteLog,
     ResumableReduceLROnPlateau,
     SetEpoch,
+    StopOnNaN,
     StopOnSignal,
     current_lr,
 )
@@ -290,10 +291,10 @@ def train(
             min_lr=config.min_lr,
             verbose=1,
         )
-    stop_on_signal = StopOnSignal()
+    stop_on_signal, stop_on_nan = StopOnSignal(), StopOnNaN()
     fit_callbacks = [
         SetEpoch(train_batches),
-        keras.callbacks.TerminateOnNaN(),
+        stop_on_nan,
         *([NoteLog(config.batch_size)] if config.log_format == "note" else []),
         *([plateau] if plateau else []),
         Checkpoint(run_dir, plateau, monitor="val_accuracy", state=state),
@@ -319,10 +320,12 @@ def train(
         )
         raise
     state["seconds"] = state.get("seconds", 0.0) + time.time() - started
-    if state["epochs_done"] < config.epochs:
+    if stop_on_nan.stopped_at:
+        epoch, batch = stop_on_nan.stopped_at
         raise RunError(
-            f"Training stopped at epoch {state['epochs_done'] + 1} with a non-finite loss; "
-            f"the last good checkpoint is in {run_dir / 'checkpoints'}"
+            f"The loss became NaN or infinite at epoch {epoch}, batch {batch}; training stopped. "
+            f"The last good checkpoint (epoch {state['epochs_done']}) and best.keras in "
+            f"{run_dir} are untouched. Try a lower --lr with --overwrite or another --output-dir."
         )
     _finish(model, config, data, state, run_dir, eval_name)
     return run_dir

@@ -299,3 +299,53 @@ def test_a_truncated_checkpoint_is_named_when_resuming(tmp_path):
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     with pytest.raises(RunError, match=f"cannot load model {re.escape(repr(str(checkpoint)))}"):
         train(config, verbose=0)
+
+
+class PoisonWeightsAtEpoch(keras.callbacks.Callback):
+    """Makes the loss NaN from the given epoch on, as a diverging run would."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            kernel = self.model.get_layer("predictions").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+
+
+def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_good_files(tmp_path):
+    config = tiny_config(tmp_path, epochs=3)
+    with pytest.raises(RunError, match=r"NaN or infinite at epoch 2, batch 1; training stopped"):
+        train(config, callbacks=[PoisonWeightsAtEpoch(1)], verbose=0)
+    state = json.loads((config.run_dir / "state.json").read_text())
+    assert state["epochs_done"] == 1 and len(state["history"]) == 1
+    good = keras.saving.load_model(config.run_dir / state["checkpoint"])
+    best = keras.saving.load_model(config.run_dir / "best.keras")
+    for model in (good, best):
+        assert all(np.isfinite(np.asarray(w)).all() for w in model.weights)
+    assert not (config.run_dir / "model.keras").exists()
+
+
+def test_a_crash_while_saving_a_checkpoint_leaves_the_previous_one(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, epochs=2)
+    real_save = keras.Model.save
+
+    def crash_on_epoch_two(model, path, *args, **kwargs):
+        if "epoch-0002" in str(path):  # the temporary file beside checkpoints/epoch-0002.keras
+            with open(path, "wb") as f:
+                f.write(b"PK\x03\x04 half a zip")
+            raise OSError("disk full")
+        return real_save(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", crash_on_epoch_two)
+    with pytest.raises(OSError, match="disk full"):
+        train(config, verbose=0)
+    monkeypatch.undo()
+    state = json.loads((config.run_dir / "state.json").read_text())
+    assert state["checkpoint"] == "checkpoints/epoch-0001.keras"
+    assert keras.saving.load_model(config.run_dir / state["checkpoint"]) is not None
+    leftovers = [p.name for p in config.run_dir.rglob("*") if p.name.startswith(".")]
+    assert leftovers == []
+    run_dir = train(config, verbose=0)  # the same command continues from epoch 1
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
