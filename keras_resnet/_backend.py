@@ -13,8 +13,10 @@ REQUIRED_BACKEND = "jax"
 
 def select_jax_backend() -> None:
     """Make Keras use JAX, or fail with a message that says how to fix the environment."""
-    # Keras loads TensorFlow for its data utilities; keep its start-up chatter off the console.
+    # Keras loads TensorFlow for file and data utilities (never for the model's numbers); keep
+    # its start-up chatter off the console. oneDNN only affects TensorFlow's own CPU kernels.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     chosen = os.environ.setdefault("KERAS_BACKEND", REQUIRED_BACKEND)
     if chosen != REQUIRED_BACKEND:
         raise ImportError(
