@@ -10,8 +10,10 @@ from keras_resnet.blocks import (  # noqa: E402
     PreActBasicBlock,
     PreActBottleneck,
 )
+from keras_resnet.losses import SmoothedSparseCrossentropy  # noqa: E402
 from keras_resnet.models import ModelSpec, build, get_spec, list_models  # noqa: E402
 from keras_resnet.optimizers import TorchSGD  # noqa: E402  (registered for loading checkpoints)
+from keras_resnet.schedules import Triangular  # noqa: E402
 from keras_resnet.torch_weights import load_torch_weights  # noqa: E402
 
 __all__ = [
@@ -20,7 +22,9 @@ __all__ = [
     "ModelSpec",
     "PreActBasicBlock",
     "PreActBottleneck",
+    "SmoothedSparseCrossentropy",
     "TorchSGD",
+    "Triangular",
     "build",
     "get_spec",
     "list_models",

@@ -148,8 +148,19 @@ def subset(data: Cifar10, train_size: int | None = None, val_size: int = 0) -> C
     return Cifar10(train=train, test=data.test, validation=validation, source=data.source)
 
 
-def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random 32x32 crop of the 4-pixel zero-padded image, then a random horizontal flip."""
+def _check_cutout(cutout) -> None:
+    if isinstance(cutout, bool) or not isinstance(cutout, int | np.integer) or cutout < 0:
+        raise ValueError(f"cutout must be a non-negative integer (pixels), got {cutout!r}")
+
+
+def augment(images: np.ndarray, rng: np.random.Generator, cutout: int = 0) -> np.ndarray:
+    """Random 32x32 crop of the 4-pixel zero-padded image, then a random horizontal flip.
+
+    With ``cutout``, a ``cutout x cutout`` square centred at a uniformly random pixel (clipped
+    at the borders) is then zeroed (DeVries & Taylor 2017). Its random numbers are drawn after
+    the crop's and flip's, so ``cutout=0`` gives exactly the crops and flips it always did.
+    """
+    _check_cutout(cutout)
     n, h, w, _ = images.shape
     padded = np.pad(images, ((0, 0), (PAD, PAD), (PAD, PAD), (0, 0)))
     top = rng.integers(0, 2 * PAD + 1, size=n)
@@ -158,22 +169,34 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     cols = left[:, None] + np.arange(w)
     flip = rng.random(n) < 0.5
     cols = np.where(flip[:, None], cols[:, ::-1], cols)
-    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    out = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    if cutout:
+        first_row = rng.integers(0, h, size=(n, 1)) - cutout // 2
+        first_col = rng.integers(0, w, size=(n, 1)) - cutout // 2
+        in_rows = (first_row <= np.arange(h)) & (np.arange(h) < first_row + cutout)
+        in_cols = (first_col <= np.arange(w)) & (np.arange(w) < first_col + cutout)
+        out *= ~(in_rows[:, :, None, None] & in_cols[:, None, :, None])  # faster than out[mask] = 0
+    return out
 
 
 class CifarBatches(keras.utils.PyDataset):
-    """Batches for ``model.fit``: shuffled and augmented per epoch when ``train`` is true.
+    """Batches for ``model.fit``: shuffled and augmented per epoch when ``train`` is true
+    (``cutout`` too, only then).
 
     Call ``set_epoch`` before each epoch (``SetEpoch`` does it); the epoch's permutation and
     augmentation come from ``np.random.default_rng([seed, epoch])``.
     """
 
-    def __init__(self, split: Split, batch_size: int, train: bool = False, seed: int = 0):
+    def __init__(
+        self, split: Split, batch_size: int, train: bool = False, seed: int = 0, cutout: int = 0
+    ):
         super().__init__()
+        _check_cutout(cutout)
         self.split = split
         self.batch_size = batch_size
         self.train = train
         self.seed = seed
+        self.cutout = cutout
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -190,5 +213,6 @@ class CifarBatches(keras.utils.PyDataset):
         batch = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         images = self.split.images[batch]
         if self.train:
-            images = augment(images, np.random.default_rng([self.seed, self.epoch, index]))
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            images = augment(images, rng, self.cutout)
         return images, self.split.labels[batch]

@@ -282,6 +282,66 @@ def test_augment_crops_padded_windows_and_flips():
         assert out[i].all()  # centred: no padding at all
 
 
+def cutout_squares(size: int) -> np.ndarray:
+    """(32 * 32, 32, 32): the square of side ``size`` centred at each pixel, clipped."""
+    first = np.arange(32) - size // 2
+    lines = (first[:, None] <= np.arange(32)) & (np.arange(32) < first[:, None] + size)
+    return (lines[:, None, :, None] & lines[None, :, None, :]).reshape(32 * 32, 32, 32)
+
+
+@pytest.mark.parametrize("size", [12, 5])
+def test_cutout_zeroes_one_square_after_crop_and_flip(size):
+    n = 400
+    images = nonzero_images(n, seed=6)
+    cropped = augment(images, np.random.default_rng(8))
+    out = augment(images, np.random.default_rng(8), cutout=size)
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    zero = ~out.any(axis=-1)
+    # Only whole pixels were zeroed; the rest is the same crop and flip as without cutout.
+    np.testing.assert_array_equal(out, np.where(zero[..., None], 0, cropped))
+    padding = ~cropped.any(axis=-1)  # the input has no zero pixel
+    squares = cutout_squares(size)
+    centres = []
+    for i in range(n):
+        matches = np.flatnonzero(((padding[i] | squares) == zero[i]).all(axis=(1, 2)))
+        assert len(matches) >= 1, i  # the zeros are the padding plus one square
+        if len(matches) == 1:
+            centres.append(divmod(int(matches[0]), 32))
+    assert len(centres) > 0.9 * n
+    rows, cols = np.array(centres).T
+    # Centres anywhere in the image, so squares are clipped at all four borders.
+    assert set(rows) == set(range(32)) and set(cols) == set(range(32))
+    areas = squares[rows * 32 + cols].sum(axis=(1, 2))
+    inside = (rows >= size // 2) & (rows + size - size // 2 <= 32)
+    inside &= (cols >= size // 2) & (cols + size - size // 2 <= 32)
+    assert inside.any() and (~inside).any()
+    assert (areas[inside] == size * size).all()
+    assert (areas[~inside] < size * size).all()
+
+
+def test_cutout_is_deterministic_and_zero_changes_nothing():
+    images = nonzero_images(50, seed=2)
+    a = augment(images, np.random.default_rng(5), cutout=12)
+    np.testing.assert_array_equal(a, augment(images, np.random.default_rng(5), cutout=12))
+    assert not np.array_equal(a, augment(images, np.random.default_rng(6), cutout=12))
+    np.testing.assert_array_equal(
+        augment(images, np.random.default_rng(5), cutout=0),
+        augment(images, np.random.default_rng(5)),
+    )
+    np.testing.assert_array_equal(images, nonzero_images(50, seed=2))  # input untouched
+
+
+def test_cutout_rejects_bad_sizes():
+    images = nonzero_images(2)
+    for cutout in (-1, -12, 2.5, True):
+        with pytest.raises(ValueError, match="cutout") as info:
+            augment(images, np.random.default_rng(0), cutout=cutout)
+        assert repr(cutout) in str(info.value)
+        with pytest.raises(ValueError, match="cutout") as info:
+            CifarBatches(small_split(4), batch_size=2, train=True, cutout=cutout)
+        assert repr(cutout) in str(info.value)
+
+
 # --- CifarBatches --------------------------------------------------------------------------
 
 
@@ -357,6 +417,25 @@ def test_train_batches_follow_seed_and_epoch():
     assert not np.array_equal(order, other_seed)
     # Same order would still give different crops: compare images of one fixed index too.
     assert not np.array_equal(np.concatenate(a_images), np.concatenate(epoch_batches(1, 3)[0]))
+
+
+def test_train_batches_apply_cutout_and_eval_batches_ignore_it():
+    split = small_split(70)
+    batches = CifarBatches(split, batch_size=32, train=True, seed=3, cutout=12)
+    batches.set_epoch(2)
+    plain = CifarBatches(split, batch_size=32, train=True, seed=3)
+    plain.set_epoch(2)
+    for index in range(len(batches)):
+        images, labels = batches[index]
+        expected = augment(split.images[labels], np.random.default_rng([3, 2, index]), cutout=12)
+        np.testing.assert_array_equal(images, expected)
+        plain_images, plain_labels = plain[index]
+        np.testing.assert_array_equal(labels, plain_labels)  # the same order
+        assert not np.array_equal(images, plain_images)
+
+    evaluation = CifarBatches(split, batch_size=32, cutout=12)
+    images, labels = collect(evaluation)
+    np.testing.assert_array_equal(np.concatenate(images), split.images)
 
 
 def test_batches_work_as_a_keras_dataset():

@@ -13,7 +13,7 @@ from keras_resnet.saving import RunError
 from keras_resnet.training import TrainConfig, train
 
 # A two-stage net small enough to train in seconds; the recipe is the same as for resnet18.
-models.register("tiny_test_net", block="basic", depths=(1, 1), widths=(8, 16))
+models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 
 RUN_FILES = (
     "model.keras",
@@ -29,7 +29,7 @@ RUN_FILES = (
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
     settings = dict(
-        model="tiny_test_net",
+        model="tiny_resnet6",
         epochs=1,
         batch_size=64,
         synthetic=True,
@@ -61,7 +61,7 @@ def test_one_epoch_run_writes_every_file_and_evaluate_reproduces_its_accuracy(tm
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["model"] == "tiny_test_net" and metrics["epochs"] == 1
+    assert metrics["model"] == "tiny_resnet6" and metrics["epochs"] == 1
     assert len(metrics["confusion_matrix"]) == 10
     assert sum(map(sum, metrics["confusion_matrix"])) == 512  # the synthetic test set
     assert set(metrics["per_class_accuracy"]) == {

@@ -1,0 +1,88 @@
+"""Per-step learning-rate schedules that live in the optimizer, so a resumed run continues them."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import keras
+from keras import ops
+
+
+def _check_rate(name: str, value, positive: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a {kind} finite number, got {value!r}")
+    return float(value)
+
+
+def _between(start: float, end: float, fraction):
+    """``start`` at fraction 0 and ``end`` at 1, both exactly (float32 would miss by an ulp)."""
+    return (1.0 - fraction) * start + fraction * end
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class Triangular(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from ``start_lr`` to ``peak_lr``, then linear decay to ``final_lr``.
+
+    The fast CIFAR-10 recipes (94% in a few dozen epochs) use this shape: a short warm-up keeps
+    the large batch's high peak rate from diverging early, and annealing to about zero replaces
+    the plateau cuts. The rate is ``start_lr`` at step 0, ``peak_lr`` at ``warmup_steps``,
+    ``final_lr`` at ``total_steps`` and stays there after. With ``warmup_steps=0`` it starts at
+    the peak.
+    """
+
+    def __init__(
+        self,
+        peak_lr: float,
+        total_steps: int,
+        warmup_steps: int,
+        final_lr: float = 0.0,
+        start_lr: float = 0.0,
+    ):
+        if (
+            isinstance(total_steps, bool)
+            or not isinstance(total_steps, numbers.Integral)
+            or total_steps < 1
+        ):
+            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
+        if (
+            isinstance(warmup_steps, bool)
+            or not isinstance(warmup_steps, numbers.Integral)
+            or not 0 <= warmup_steps <= total_steps
+        ):
+            raise ValueError(
+                f"warmup_steps must be an integer from 0 to total_steps ({total_steps}), "
+                f"got {warmup_steps!r}"
+            )
+        self.peak_lr = _check_rate("peak_lr", peak_lr, positive=True)
+        self.final_lr = _check_rate("final_lr", final_lr)
+        self.start_lr = _check_rate("start_lr", start_lr)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        rise = _between(self.start_lr, self.peak_lr, step / max(self.warmup_steps, 1))
+        decay_steps = self.total_steps - self.warmup_steps
+        if decay_steps:
+            fraction = ops.clip((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
+        else:  # warm-up fills the run: final_lr from total_steps on
+            fraction = ops.ones_like(step)
+        fall = _between(self.peak_lr, self.final_lr, fraction)
+        return ops.where(step < self.warmup_steps, rise, fall)
+
+    def get_config(self) -> dict:
+        return {
+            "peak_lr": self.peak_lr,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "final_lr": self.final_lr,
+            "start_lr": self.start_lr,
+        }
