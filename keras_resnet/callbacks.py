@@ -10,7 +10,9 @@ from pathlib import Path
 import keras
 
 from keras_resnet import io
-from keras_resnet.data import CifarBatches
+from keras_resnet.data import CifarBatches, Split
+from keras_resnet.evaluation import cross_entropy, predict_logits
+from keras_resnet.saving import save_model
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
@@ -98,6 +100,35 @@ class SetEpoch(keras.callbacks.Callback):
         self.batches.set_epoch(epoch)
 
 
+class Validate(keras.callbacks.Callback):
+    """Add ``val_loss`` and ``val_accuracy`` over every image of ``split`` to each epoch's logs.
+
+    Keras's own validation needs every batch to split evenly over the devices of a
+    data-parallel run; this pads and trims instead, so any device count reports the same
+    numbers. Put it before the callbacks that read them.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        devices: int = 1,
+        flip_tta: bool = False,
+        shard: tuple[int, int] = (0, 1),
+    ):
+        super().__init__()
+        self.split = split
+        self.devices = devices
+        self.flip_tta = flip_tta
+        self.shard = shard
+
+    def on_epoch_end(self, epoch, logs=None):
+        logits = predict_logits(
+            self.model, self.split, flip_tta=self.flip_tta, devices=self.devices, shard=self.shard
+        )
+        logs["val_loss"] = cross_entropy(logits, self.split.labels)
+        logs["val_accuracy"] = float((logits.argmax(axis=-1) == self.split.labels).mean())
+
+
 class NoteLog(keras.callbacks.Callback):
     """The notes' log: ``[epoch, batch] loss: <sum of batch losses> | Acc: x% (correct/seen)``
     every ``every`` batches, then ``Total loss: ...`` at the end of the epoch."""
@@ -159,12 +190,14 @@ class Checkpoint(keras.callbacks.Callback):
         plateau: ResumableReduceLROnPlateau | None,
         monitor: str,
         state: dict,
+        write: bool = True,
     ):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.plateau = plateau
         self.monitor = monitor
         self.state = state
+        self.write = write  # in a multi-host run only the first process writes
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_lr = current_lr(self.model)
@@ -178,21 +211,22 @@ class Checkpoint(keras.callbacks.Callback):
             return
         self.state["history"].append(row)
         score = row.get(self.monitor)
-        if score is not None and score > self.state.get("best", -math.inf):
-            self.state["best"] = score
-            self.state["best_epoch"] = epoch + 1
-            io.save_atomically(self.run_dir / "best.keras", self.model.save)
-
-        name = f"checkpoints/epoch-{epoch + 1:04d}.keras"
-        io.save_atomically(self.run_dir / name, self.model.save)
-        previous = self.state.get("checkpoint")
+        improved = score is not None and score > self.state.get("best", -math.inf)
+        if improved:
+            self.state.update(best=score, best_epoch=epoch + 1)
+        previous, name = self.state.get("checkpoint"), f"checkpoints/epoch-{epoch + 1:04d}.keras"
         self.state.update(
             epochs_done=epoch + 1,
             checkpoint=name,
             learning_rate=current_lr(self.model),
             plateau=self.plateau.state() if self.plateau else None,
         )
-        io.write_json(self.run_dir / "state.json", self.state)
+        if improved:
+            save_model(self.model, self.run_dir / "best.keras", self.write)
+        save_model(self.model, self.run_dir / name, self.write)
+        if not self.write:
+            return
+        io.write_json(self.run_dir / "state.json", self.state)  # names the new checkpoint last
         write_history_csv(self.run_dir / "history.csv", self.state["history"])
         if previous and previous != name:
             (self.run_dir / previous).unlink(missing_ok=True)

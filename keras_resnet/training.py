@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from keras_resnet import data as cifar
-from keras_resnet import io, reports
+from keras_resnet import distributed, io, reports
 from keras_resnet.callbacks import (
     Checkpoint,
     NoteLog,
@@ -26,16 +26,19 @@ from keras_resnet.callbacks import (
     SetEpoch,
     StopOnNaN,
     StopOnSignal,
+    Validate,
     current_lr,
 )
 from keras_resnet.evaluation import evaluate
+from keras_resnet.losses import SmoothedSparseCrossentropy
 from keras_resnet.models import build, get_spec
 from keras_resnet.optimizers import TorchSGD
-from keras_resnet.saving import RunError, load_model
+from keras_resnet.saving import RunError, load_model, save_model
+from keras_resnet.schedules import Triangular
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 LOG_FORMATS = ("keras", "note")
-SCHEDULES = ("plateau", "steps")
+SCHEDULES = ("plateau", "steps", "triangular")
 # Fields that may change when a run is continued: where things are, how verbose, how long.
 RESUMABLE_CHANGES = frozenset({"epochs", "output_dir", "data_dir", "log_format"})
 
@@ -67,6 +70,9 @@ class TrainConfig:
     lr_milestones: tuple[int, ...] = ()
     warmup_lr: float = 0.0
     warmup_steps: int = 0
+    label_smoothing: float = 0.0
+    cutout: int = 0
+    flip_tta: bool = False
     seed: int = 0
     data_dir: str | None = None
     synthetic: bool = False
@@ -117,10 +123,14 @@ class TrainConfig:
                 "--warmup-steps must be 0 or more, with a positive --warmup-lr; got "
                 f"{self.warmup_steps!r} steps at {self.warmup_lr!r}"
             )
-        if self.warmup_steps and self.schedule != "steps":
+        if self.warmup_steps and self.schedule == "plateau":
             raise ValueError(
-                "--warmup-steps needs --schedule steps (the plateau schedule has none)"
+                "--warmup-steps needs --schedule steps or triangular (plateau has no warm-up)"
             )
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not isinstance(self.cutout, int) or not 0 <= self.cutout <= 32:
+            raise ValueError(f"--cutout must be a size from 0 to 32 pixels, got {self.cutout!r}")
         if self.train_size is not None and self.train_size < 1:
             raise ValueError(f"--train-size must be a positive integer, got {self.train_size!r}")
         if self.val_size < 0:
@@ -216,13 +226,22 @@ def load_data(config: TrainConfig) -> cifar.Cifar10:
     return cifar.subset(source, config.train_size, config.val_size)
 
 
-def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
+def learning_rate(
+    config: TrainConfig, steps_per_epoch: int = 1
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """A number for the plateau schedule (its callback changes it), else a per-step schedule.
 
-    The step schedule lives in the optimizer and counts its iterations, so it resumes exactly.
+    Step schedules live in the optimizer and count its iterations, so they resume exactly.
     """
     if config.schedule == "plateau":
         return config.lr
+    if config.schedule == "triangular":
+        return Triangular(
+            peak_lr=config.lr,
+            total_steps=config.epochs * steps_per_epoch,
+            warmup_steps=min(config.warmup_steps, config.epochs * steps_per_epoch),
+            start_lr=config.warmup_lr,
+        )
     boundaries = list(config.lr_milestones)
     values = [config.lr * config.lr_factor**i for i in range(len(boundaries) + 1)]
     if config.warmup_steps:
@@ -233,17 +252,17 @@ def learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.Lea
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def _new_model(config: TrainConfig) -> keras.Model:
+def _new_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     model = build(config.model, input_normalization=(cifar.CIFAR10_MEAN, cifar.CIFAR10_STD))
     optimizer = TorchSGD(
-        learning_rate(config),
+        learning_rate(config, steps_per_epoch),
         momentum=config.momentum,
         nesterov=config.nesterov,
         l2=config.weight_decay,
     )
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=SmoothedSparseCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
     return model
@@ -253,22 +272,40 @@ def train(
     config: TrainConfig,
     *,
     overwrite: bool = False,
+    topology: distributed.Topology | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
 ) -> Path:
-    """Train (or continue) the run described by ``config``; return its folder."""
+    """Train (or continue) the run described by ``config``; return its folder.
+
+    ``topology`` comes from ``distributed.setup``; by default training uses every local device.
+    """
     config.validate()
+    topology = topology or distributed.setup()
+    distributed.check_batch_size(config.batch_size, topology)
     run_dir = config.run_dir
-    _check_writable(run_dir)
+    if topology.is_chief:
+        _check_writable(run_dir)
     state = _previous_state(run_dir, config, overwrite)
     data = load_data(config)  # fails fast, before any model is built
 
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
+    shard = (topology.process_id, topology.num_processes)
+    train_batches = cifar.CifarBatches(
+        data.train,
+        config.batch_size,
+        train=True,
+        seed=config.seed,
+        cutout=config.cutout,
+        devices=topology.devices,
+        shard=shard,
+    )
     if state is None:
-        model = _new_model(config)
+        model = _new_model(config, len(train_batches))
         state = {"history": [], "epochs_done": 0}
-        io.write_json(run_dir / "config.json", dataclasses.asdict(config))
+        if topology.is_chief:
+            io.write_json(run_dir / "config.json", dataclasses.asdict(config))
     else:
         model = load_model(run_dir / state["checkpoint"])
         if config.schedule == "plateau":
@@ -278,8 +315,6 @@ def train(
     eval_split, eval_name = (
         (data.validation, "validation") if data.validation is not None else (data.test, "test")
     )
-    train_batches = cifar.CifarBatches(data.train, config.batch_size, train=True, seed=config.seed)
-    eval_batches = cifar.CifarBatches(eval_split, 1000)
     plateau = None
     if config.schedule == "plateau":
         plateau = ResumableReduceLROnPlateau(
@@ -295,9 +330,10 @@ def train(
     fit_callbacks = [
         SetEpoch(train_batches),
         stop_on_nan,
+        Validate(eval_split, topology.devices, config.flip_tta, shard),
         *([NoteLog(config.batch_size)] if config.log_format == "note" else []),
         *([plateau] if plateau else []),
-        Checkpoint(run_dir, plateau, monitor="val_accuracy", state=state),
+        Checkpoint(run_dir, plateau, "val_accuracy", state, write=topology.is_chief),
         *callbacks,
         stop_on_signal,  # last: a finished epoch is saved before it stops
     ]
@@ -306,7 +342,6 @@ def train(
         with stop_on_signal:
             model.fit(
                 train_batches,
-                validation_data=eval_batches,
                 epochs=config.epochs,
                 initial_epoch=state["epochs_done"],
                 shuffle=False,  # CifarBatches shuffles from (seed, epoch); Keras's would not resume
@@ -327,21 +362,26 @@ def train(
             f"The last good checkpoint (epoch {state['epochs_done']}) and best.keras in "
             f"{run_dir} are untouched. Try a lower --lr with --overwrite or another --output-dir."
         )
-    _finish(model, config, data, state, run_dir, eval_name)
+    metrics = evaluate(
+        model, data.test, cifar.CLASS_NAMES, 1000, config.flip_tta, topology.devices, shard
+    )
+    save_model(model, run_dir / "model.keras", topology.is_chief)
+    if topology.is_chief:
+        _finish(model, config, data, state, run_dir, eval_name, metrics)
     return run_dir
 
 
-def _finish(model, config, data, state, run_dir: Path, eval_name: str) -> None:
-    """Write the final model, the test metrics and the figures; mark the run finished."""
-    io.save_atomically(run_dir / "model.keras", model.save)
+def _finish(model, config, data, state, run_dir: Path, eval_name: str, metrics: dict) -> None:
+    """Write the test metrics and the figures; mark the run finished."""
     metrics = {
         "model": config.model,
-        **evaluate(model, data.test, cifar.CLASS_NAMES),
+        **metrics,
         "epochs": state["epochs_done"],
         "seconds": round(state["seconds"], 1),
         "best_epoch": state.get("best_epoch"),
         f"best_{eval_name}_accuracy": state.get("best"),
         "final_learning_rate": current_lr(model),
+        "flip_tta": config.flip_tta,
         "data": data.source,
         "class_names": list(cifar.CLASS_NAMES),
     }

@@ -377,7 +377,7 @@ def stubbed_training(monkeypatch, tmp_path):
         np.random.default_rng(seed)
         return synthetic
 
-    def stop(config):
+    def stop(*args, **kwargs):
         raise _Validated
 
     monkeypatch.setattr(data, "synthetic_cifar10", generate)

@@ -42,8 +42,19 @@ def test_flags_override_the_recipe():
     assert config.weight_decay == 1e-4  # untouched values stay the recipe's
 
 
+def test_fast_recipe_is_the_tuned_resnet18_run():
+    config = resolve("fast")
+    assert (config.model, config.epochs, config.batch_size, config.lr) == ("resnet18", 26, 512, 0.2)
+    assert config.nesterov and config.flip_tta and config.precision == "mixed_bfloat16"
+    assert (config.schedule, config.warmup_steps) == ("triangular", 490)
+    assert (config.label_smoothing, config.cutout, config.weight_decay) == (0.2, 12, 5e-4)
+    schedule = learning_rate(config, steps_per_epoch=98)
+    rates = [float(schedule(step)) for step in (0, 245, 490, 1519, 26 * 98)]
+    assert rates == pytest.approx([0.0, 0.1, 0.2, 0.1, 0.0], abs=1e-6)
+
+
 def test_unknown_recipe_names_the_valid_ones():
-    with pytest.raises(ValueError, match="Unknown recipe 'fastest'; valid: note, paper"):
+    with pytest.raises(ValueError, match="Unknown recipe 'fastest'; valid: note, paper, fast"):
         resolve("fastest")
 
 
@@ -66,7 +77,7 @@ def test_warm_up_needs_the_steps_schedule():
 def test_cli_records_the_resolved_recipe_in_config_json(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_train(config, overwrite=False):
+    def fake_train(config, **kwargs):
         seen["config"] = config
         return tmp_path
 

@@ -251,7 +251,7 @@ def test_missing_dataset_stops_before_the_model_is_built(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(tfds, "load", offline)
     monkeypatch.setattr(
-        "keras_resnet.training._new_model", lambda config: pytest.fail("model was built")
+        "keras_resnet.training._new_model", lambda *args: pytest.fail("model was built")
     )
     data_dir = str(tmp_path / "tfds")
     with pytest.raises(SystemExit) as exit_info:

@@ -1,0 +1,180 @@
+"""benchmarks/: the PyTorch twin is the same network, and both scripts run end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_resnet
+from keras_resnet.models import count_parameters, get_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+torch = pytest.importorskip("torch")
+torch_resnet = pytest.importorskip("torch_resnet")
+throughput = pytest.importorskip("throughput")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["resnet18", "resnet20", "resnet50", "plain20", "preact_resnet18", "preact_resnet164"],
+)
+def test_torch_twin_has_the_keras_parameter_count(name):
+    model = torch_resnet.TorchResNet(get_spec(name))
+    assert torch_resnet.count_trainable(model) == count_parameters(name)
+
+
+def copy_torch_weights(torch_model, keras_model) -> None:
+    """Copy the twin's weights into the Keras model, layer by layer in build order."""
+    blocks = list(torch_model.blocks)
+    stem = torch_model.stem
+    assignments = [(keras_model.get_layer("stem_conv").kernel, stem[0].weight)]
+    if len(stem) > 1:
+        assignments += bn_pairs(keras_model.get_layer("stem_bn"), stem[1])
+    keras_blocks = [layer for layer in keras_model.layers if layer.name.startswith("stage")]
+    assert len(keras_blocks) == len(blocks)
+    for keras_block, block in zip(keras_blocks, blocks, strict=True):
+        for index, (conv, bn) in enumerate(zip(block.convs, block.bns, strict=True), start=1):
+            assignments.append((getattr(keras_block, f"conv{index}").kernel, conv.weight))
+            assignments += bn_pairs(getattr(keras_block, f"bn{index}"), bn)
+        if block.projects:
+            assignments.append((keras_block.shortcut_conv.kernel, block.shortcut_conv.weight))
+            if block.shortcut_bn is not None:
+                assignments += bn_pairs(keras_block.shortcut_bn, block.shortcut_bn)
+    if isinstance(torch_model.final, torch.nn.Sequential):
+        assignments += bn_pairs(keras_model.get_layer("final_bn"), torch_model.final[0])
+    dense = keras_model.get_layer("predictions")
+    assignments += [
+        (dense.kernel, torch_model.classifier.weight.T),
+        (dense.bias, torch_model.classifier.bias),
+    ]
+    for variable, tensor in assignments:
+        value = tensor.detach().numpy()
+        if value.ndim == 4:  # OIHW -> HWIO
+            value = value.transpose(2, 3, 1, 0)
+        variable.assign(value)
+
+
+def bn_pairs(keras_bn, torch_bn):
+    return [
+        (keras_bn.gamma, torch_bn.weight),
+        (keras_bn.beta, torch_bn.bias),
+        (keras_bn.moving_mean, torch_bn.running_mean),
+        (keras_bn.moving_variance, torch_bn.running_var),
+    ]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # option A shortcuts
+        {"shortcut": "B"},  # the notes' projection shortcuts
+        {"shortcut": "none"},
+        {"block": "bottleneck", "shortcut": "C"},
+        {"block": "preact_basic", "shortcut": "B"},
+        {"block": "preact_bottleneck", "shortcut": "B"},
+    ],
+    ids=repr,
+)
+def test_torch_twin_gives_the_keras_logits(overrides):
+    """ResNet-20's small stages with every block and shortcut kind (weights copied over)."""
+    torch.manual_seed(0)
+    torch_model = torch_resnet.TorchResNet(get_spec("resnet20", **overrides))
+    with torch.no_grad():
+        for module in torch_model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.2)
+                module.running_mean.normal_(0.0, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    torch_model.eval()
+    keras_model = keras_resnet.build("resnet20", **overrides)
+    copy_torch_weights(torch_model, keras_model)
+    x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype("float32")
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(x)).numpy()
+    got = keras_model.predict(x.transpose(0, 2, 3, 1), verbose=0)  # one compile, not per op
+    assert np.max(np.abs(got - expected)) < 1e-4
+
+
+def test_unknown_framework_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--frameworks", "keras,tensorflow"])
+    assert "tensorflow" in capsys.readouterr().err
+
+
+# Makes TensorFlow and tensorflow-datasets look uninstalled, as on the GPU machine.
+HIDE_TENSORFLOW = """
+from importlib.machinery import PathFinder
+
+_find_spec = PathFinder.find_spec.__func__
+
+
+def find_spec(cls, name, path=None, target=None):
+    if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
+        return None
+    return _find_spec(cls, name, path, target)
+
+
+PathFinder.find_spec = classmethod(find_spec)
+"""
+
+
+def run(script: str, *args: str, site: Path) -> str:
+    (site / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_throughput_then_input_pipeline_end_to_end(tmp_path):
+    """Tiny settings (30-50 s on 2 cores), TensorFlow hidden: every row, the table, the JSON."""
+    out = tmp_path / "throughput.json"
+    stdout = run(
+        "throughput.py", "--model", "resnet20", "--steps", "2", "--warmup", "1",
+        "--batch-size", "16", "--eval-batch-size", "32", "--eval-steps", "2", "--json", str(out),
+        site=tmp_path,
+    )  # fmt: skip
+    assert "| framework | train img/s | vs keras | compile s | eval img/s | peak memory |" in stdout
+    assert "**resnet20**" in stdout and "keras/jax = " in stdout and "keras/torch = " in stdout
+    report = json.loads(out.read_text())
+    for key in ("model", "batch_size", "precision", "device", "versions", "results", "ratios"):
+        assert key in report
+    assert set(report["results"]) == {"keras", "keras-trainer", "jax", "torch"}
+    for name, row in report["results"].items():
+        assert "error" not in row, (name, row)
+        assert row["train_images_per_s"] > 0 and row["first_step_s"] > 0, name
+        assert row["peak_memory_bytes"] > 0, name
+        if name != "keras-trainer":
+            assert row["eval_images_per_s"] > 0, name
+    assert report["ratios"]["keras/jax"] > 0 and report["ratios"]["keras/torch"] > 0
+    assert not any(hit for found in report["imported"].values() for hit in found.values()), (
+        f"TensorFlow or tfds was imported: {report['imported']}"
+    )
+
+    pipeline = tmp_path / "input.json"
+    stdout = run(
+        "input_pipeline.py", "--images", "2048", "--repeats", "1",
+        "--against", str(out), "--json", str(pipeline), site=tmp_path,
+    )  # fmt: skip
+    assert "| input path | images/s | ms/batch | x Keras train rate | target >= 5x |" in stdout
+    report = json.loads(pipeline.read_text())
+    train_path = report["input"]["CifarBatches train=True (shuffle + crop/flip)"]
+    assert train_path["images"] == 2048 and train_path["images_per_s"] > 0
+    assert report["consumption"]["rates"]["keras"] > 0 and report["ratio"] > 0
+    assert not any(report["imported"].values())

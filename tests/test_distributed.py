@@ -1,0 +1,92 @@
+"""Data-parallel training: N devices and N processes compute what one device computes."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_resnet import distributed
+
+WORKER = Path(__file__).with_name("_distributed_worker.py")
+
+
+def run_worker(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    """Start a worker; its output goes to a file, so two workers never block on a full pipe."""
+    environment = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    log = Path(args[0]).parent / f"worker-{args[-1]}.log"  # the last argument tells them apart
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(WORKER), *args], env=environment, stdout=out, stderr=out
+        )
+    return process, log
+
+
+def result(worker: tuple[subprocess.Popen, Path]) -> dict:
+    process, log = worker
+    process.wait(timeout=300)
+    output = log.read_text()
+    assert process.returncode == 0, output[-3000:]
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    for x, y in zip(a["weights"], b["weights"], strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=2e-5)
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory) -> dict:
+    return result(run_worker(str(tmp_path_factory.mktemp("one") / "run"), "1"))
+
+
+def test_four_devices_train_like_one_with_the_same_global_batch(tmp_path, one_device):
+    four = result(
+        run_worker(
+            str(tmp_path / "run"),
+            "4",
+            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+        )
+    )
+    assert four["devices"] == 4
+    assert four["losses"] == pytest.approx(one_device["losses"], rel=1e-5)
+    assert_same_weights(four, one_device)
+
+
+def test_two_processes_train_together_like_one_and_only_the_first_writes(tmp_path, one_device):
+    with socket.socket() as probe:  # a free port on this machine for the coordinator
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run_dir = str(tmp_path / "run")
+    workers = [run_worker(run_dir, "0", f"127.0.0.1:{port}", "2", str(i)) for i in (0, 1)]
+    first, second = (result(worker) for worker in workers)
+    assert (first["process_id"], second["process_id"]) == (0, 1)
+    assert first["devices"] == second["devices"] == 2
+    assert first["losses"] == second["losses"] == pytest.approx(one_device["losses"], rel=1e-5)
+    assert_same_weights(first, one_device)
+    assert_same_weights(second, first)
+    assert first["writes"] > 0 and second["writes"] == 0
+
+
+def test_a_batch_that_does_not_divide_over_the_devices_is_refused():
+    with pytest.raises(ValueError, match="--batch-size 130 does not divide over 4 devices"):
+        distributed.check_batch_size(130, distributed.Topology(devices=4))
+    distributed.check_batch_size(128, distributed.Topology(devices=4))
+
+
+def test_more_devices_than_there_are_is_refused():
+    with pytest.raises(ValueError, match="--devices must be between 1 and 1, got 3"):
+        distributed.setup(devices=3)
+
+
+def test_multi_host_flags_come_together():
+    with pytest.raises(ValueError, match="needs --coordinator HOST:PORT, --num-processes N"):
+        distributed.setup(coordinator="127.0.0.1:1234")
+    with pytest.raises(ValueError, match="--process-id must be between 0 and 1, got 2"):
+        distributed.setup(coordinator="127.0.0.1:1234", num_processes=2, process_id=2)
