@@ -140,6 +140,17 @@ def _jax_device_info() -> dict:
     }
 
 
+def _train_row(first_step_s: float, seconds: float, steps: int, batch: int, loss) -> dict:
+    """The training columns every framework's worker reports."""
+    return {
+        "first_step_s": first_step_s,
+        "train_seconds": seconds,
+        "train_images_per_s": steps * batch / seconds,
+        "train_step_ms": 1000 * seconds / steps,
+        "final_loss": float(loss),
+    }
+
+
 def _jax_peak_memory() -> tuple[int | None, str]:
     import jax
 
@@ -405,13 +416,7 @@ def run_jax(args, rows) -> dict:
         *state, loss, _ = train_step(*state, *batch_at(i))
     jax.block_until_ready((state, loss))
     seconds = time.perf_counter() - started
-    row = {
-        "first_step_s": first_step_s,
-        "train_seconds": seconds,
-        "train_images_per_s": steps * batch / seconds,
-        "train_step_ms": 1000 * seconds / steps,
-        "final_loss": float(loss),
-    }
+    row = _train_row(first_step_s, seconds, steps, batch, loss)
     row["peak_memory_bytes"], row["peak_memory_kind"] = _jax_peak_memory()
     if args.eval_steps:
         eb = args.eval_batch_size
@@ -525,13 +530,7 @@ def run_torch(args, rows) -> dict:
         loss, _ = train_step(*batch_at(i))
     sync()
     seconds = time.perf_counter() - started
-    row = {
-        "first_step_s": first_step_s,
-        "train_seconds": seconds,
-        "train_images_per_s": steps * batch / seconds,
-        "train_step_ms": 1000 * seconds / steps,
-        "final_loss": float(loss),
-    }
+    row = _train_row(first_step_s, seconds, steps, batch, loss)
     if cuda:
         row["peak_memory_bytes"], row["peak_memory_kind"] = (
             int(torch.cuda.max_memory_allocated()),
