@@ -44,8 +44,20 @@ class KeepWeights(keras.callbacks.Callback):
         self.weights = [np.asarray(w.value.addressable_data(0)) for w in self.model.weights]
 
 
+class StopAfterFirstEpoch(keras.callbacks.Callback):
+    """Ctrl-C right after the first epoch's checkpoint, on every process alike."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
 kept = KeepWeights()
-train(config, topology=topology, callbacks=[kept], verbose=0)
+stop = [StopAfterFirstEpoch()] if os.environ.get("STOP_AFTER_FIRST_EPOCH") else []
+try:
+    train(config, topology=topology, callbacks=[kept, *stop], verbose=0)
+except KeyboardInterrupt:
+    print("INTERRUPTED")
+    sys.exit(0)
 history = json.loads((config.run_dir / "state.json").read_text())["history"]
 print(
     "RESULT",

@@ -74,6 +74,25 @@ def test_two_processes_train_together_like_one_and_only_the_first_writes(tmp_pat
     assert first["writes"] > 0 and second["writes"] == 0
 
 
+def test_a_stopped_two_process_run_resumes_on_both_processes(tmp_path, one_device):
+    def both(env: dict | None = None) -> list[tuple[subprocess.Popen, Path]]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        cluster = (f"127.0.0.1:{port}", "2")
+        return [run_worker(str(tmp_path / "run"), "0", *cluster, str(i), env=env) for i in (0, 1)]
+
+    for process, log in both({"STOP_AFTER_FIRST_EPOCH": "1"}):
+        process.wait(timeout=300)
+        assert "INTERRUPTED" in log.read_text()
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epochs_done"] == 1
+    first, second = (result(worker) for worker in both())
+    assert first["losses"] == second["losses"] == pytest.approx(one_device["losses"], rel=1e-5)
+    assert_same_weights(first, one_device)
+    assert_same_weights(second, one_device)
+
+
 def test_a_batch_that_does_not_divide_over_the_devices_is_refused():
     with pytest.raises(ValueError, match="--batch-size 130 does not divide over 4 devices"):
         distributed.check_batch_size(130, distributed.Topology(devices=4))
