@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import keras
@@ -42,6 +43,9 @@ def predict_logits(
     return (logits(split.images) + logits(split.images[:, :, ::-1])) / 2
 
 
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _predict_across_hosts(model: keras.Model, batches: CifarBatches, processes: int):
     """The forward pass of a multi-host run, gathered on every process.
 
@@ -52,7 +56,9 @@ def _predict_across_hosts(model: keras.Model, batches: CifarBatches, processes: 
     from jax.experimental import multihost_utils
 
     distribution = keras.distribution.distribution()
-    forward = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+    if model not in _FORWARD:  # compiled once per model, not once per epoch
+        _FORWARD[model] = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+    forward = _FORWARD[model]
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     outputs = []
