@@ -10,9 +10,12 @@ would with the same global batch.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import jax
 import keras
+
+ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +42,11 @@ def setup(
     ``KERAS_DISTRIBUTION_JOB_ADDRESSES``, ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and
     ``KERAS_DISTRIBUTION_PROCESS_ID`` instead; with none of them, training stays in this process.
     """
-    multi_process = coordinator is not None or (num_processes or 1) > 1
-    if multi_process:
+    flags = (coordinator, num_processes, process_id)
+    if all(flag is None for flag in flags) and os.environ.get(ENV_ADDRESSES):
+        if not jax.distributed.is_initialized():
+            keras.distribution.initialize()  # Keras reads its environment variables
+    elif coordinator is not None or (num_processes or 1) > 1:
         if coordinator is None or num_processes is None or process_id is None:
             raise ValueError(
                 "multi-host training needs --coordinator HOST:PORT, --num-processes N and "
@@ -56,7 +62,7 @@ def setup(
     wanted = len(available) if devices is None else devices
     if not 1 <= wanted <= len(available):
         raise ValueError(f"--devices must be between 1 and {len(available)}, got {devices}")
-    if multi_process and wanted != len(available):
+    if jax.process_count() > 1 and wanted != len(available):
         raise ValueError("multi-host training uses every device of every host; drop --devices")
     keras.distribution.set_distribution(
         # CifarBatches shards the data itself (shard=(process, processes)).

@@ -1,6 +1,6 @@
 """Trains a tiny net under a given topology and prints its weights: run by test_distributed.py.
 
-Usage: python _distributed_worker.py OUTPUT_DIR DEVICES [COORDINATOR PROCESSES PROCESS_ID]
+Usage: python _distributed_worker.py OUTPUT_DIR DEVICES|all [COORDINATOR PROCESSES PROCESS_ID]
 """
 
 import json
@@ -24,8 +24,8 @@ models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 output_dir, devices, *cluster = sys.argv[1:]
 if cluster:
     topology = distributed.setup(None, cluster[0], int(cluster[1]), int(cluster[2]))
-else:
-    topology = distributed.setup(int(devices))
+else:  # "all": every device; the cluster, if any, from Keras's environment variables
+    topology = distributed.setup(None if devices == "all" else int(devices))
 
 writes = []
 real_atomic_path = io.atomic_path

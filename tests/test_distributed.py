@@ -15,10 +15,12 @@ from keras_resnet import distributed
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 
 
-def run_worker(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+def run_worker(
+    *args: str, env: dict | None = None, name: str = "worker"
+) -> tuple[subprocess.Popen, Path]:
     """Start a worker; its output goes to a file, so two workers never block on a full pipe."""
     environment = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
-    log = Path(args[0]).parent / f"worker-{args[-1]}.log"  # the last argument tells them apart
+    log = Path(args[0]).parent / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         process = subprocess.Popen(
@@ -59,12 +61,39 @@ def test_four_devices_train_like_one_with_the_same_global_batch(tmp_path, one_de
     assert_same_weights(four, one_device)
 
 
-def test_two_processes_train_together_like_one_and_only_the_first_writes(tmp_path, one_device):
+def free_port() -> int:
     with socket.socket() as probe:  # a free port on this machine for the coordinator
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    run_dir = str(tmp_path / "run")
-    workers = [run_worker(run_dir, "0", f"127.0.0.1:{port}", "2", str(i)) for i in (0, 1)]
+        return probe.getsockname()[1]
+
+
+def two_processes(run_dir: str, how: str, env: dict | None = None) -> list:
+    """Start processes 0 and 1 of a cluster, told by command-line flags or by environment."""
+    coordinator = f"127.0.0.1:{free_port()}"
+    if how == "flags":
+        return [
+            run_worker(run_dir, "all", coordinator, "2", str(i), env=env, name=f"process-{i}")
+            for i in (0, 1)
+        ]
+    return [
+        run_worker(
+            run_dir,
+            "all",
+            env={
+                **(env or {}),
+                "KERAS_DISTRIBUTION_JOB_ADDRESSES": coordinator,
+                "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+                "KERAS_DISTRIBUTION_PROCESS_ID": str(i),
+            },
+            name=f"process-{i}",
+        )
+        for i in (0, 1)
+    ]
+
+
+@pytest.mark.parametrize("how", ["flags", "environment"])
+def test_two_processes_train_together_like_one_and_only_the_first_writes(tmp_path, one_device, how):
+    workers = two_processes(str(tmp_path / "run"), how)
     first, second = (result(worker) for worker in workers)
     assert (first["process_id"], second["process_id"]) == (0, 1)
     assert first["devices"] == second["devices"] == 2
@@ -75,19 +104,13 @@ def test_two_processes_train_together_like_one_and_only_the_first_writes(tmp_pat
 
 
 def test_a_stopped_two_process_run_resumes_on_both_processes(tmp_path, one_device):
-    def both(env: dict | None = None) -> list[tuple[subprocess.Popen, Path]]:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        cluster = (f"127.0.0.1:{port}", "2")
-        return [run_worker(str(tmp_path / "run"), "0", *cluster, str(i), env=env) for i in (0, 1)]
-
-    for process, log in both({"STOP_AFTER_FIRST_EPOCH": "1"}):
+    run_dir = str(tmp_path / "run")
+    for process, log in two_processes(run_dir, "flags", {"STOP_AFTER_FIRST_EPOCH": "1"}):
         process.wait(timeout=300)
         assert "INTERRUPTED" in log.read_text()
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["epochs_done"] == 1
-    first, second = (result(worker) for worker in both())
+    first, second = (result(worker) for worker in two_processes(run_dir, "flags"))
     assert first["losses"] == second["losses"] == pytest.approx(one_device["losses"], rel=1e-5)
     assert_same_weights(first, one_device)
     assert_same_weights(second, one_device)
