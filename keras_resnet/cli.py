@@ -1,4 +1,5 @@
-"""Command line: ``python train.py`` and ``python -m keras_resnet {train,evaluate,predict,list}``.
+"""Command line: ``python train.py``, and ``python -m keras_resnet`` with the subcommands
+train, evaluate, predict, list and experiment.
 
 Every error a user can cause ends as one line on stderr and a non-zero exit code, never a
 traceback: 2 for bad arguments, 1 for a run that cannot go on, 130 after Ctrl-C and 143
