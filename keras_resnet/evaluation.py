@@ -57,7 +57,11 @@ def _predict_across_hosts(model: keras.Model, batches: CifarBatches, processes: 
 
     distribution = keras.distribution.distribution()
     if model not in _FORWARD:  # compiled once per model, not once per epoch
-        _FORWARD[model] = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+        # A weak reference, so the cache entry does not keep the model alive.
+        owner = weakref.ref(model)
+        _FORWARD[model] = jax.jit(
+            lambda t, n, x: owner().stateless_call(t, n, x, training=False)[0]
+        )
     forward = _FORWARD[model]
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
