@@ -5,10 +5,13 @@ Run from the repository root (no TensorFlow, no download: the images are generat
     python benchmarks/input_pipeline.py --model resnet18
     python benchmarks/input_pipeline.py --against benchmarks/results/throughput-resnet18-cpu.json
 
-The input path is ``keras_resnet.data.CifarBatches`` as ``train.py`` uses it: ``train=True``
-(per-epoch permutation, numpy random crop from the 4-pixel padded image, horizontal flip) over a
-full epoch of ``--images`` images (50,000, CIFAR-10's training set) at ``--batch-size``, timed
-with ``set_epoch`` included. ``train=False`` (plain slicing, the evaluation path) is timed too.
+The host side of the input path is ``keras_resnet.data.CifarBatches`` as ``train.py`` uses
+it: ``train=True`` (per-epoch permutation, then a gather of uint8 images per batch) over a full
+epoch of ``--images`` images (50,000, CIFAR-10's training set) at ``--batch-size``, timed with
+``set_epoch`` included. ``train=False`` (plain slicing, the evaluation path) is timed too. The
+augmentation (4-pixel padded crop, flip, and cutout in the fast recipe) is a layer of the model,
+``RandomCropFlip``, so it runs inside the compiled step on the device; it is timed alone too,
+jitted on the default JAX device (its cost is already part of the model's training rate).
 
 The consumption rate is the Keras training rate from a ``benchmarks/throughput.py`` JSON
 (``--against``), or, without one, a short ``throughput.py --frameworks keras`` run for
@@ -66,6 +69,38 @@ def time_epochs(split, batch_size: int, train: bool, repeats: int, seed: int) ->
         "seconds": seconds,
         "images_per_s": len(split) / median,
         "ms_per_batch": 1000 * median / len(batches),
+    }
+
+
+def time_device_augmentation(batch_size: int, repeats: int, cutout: int = 12) -> dict:
+    """Images/s of RandomCropFlip (with cutout) alone, jitted on the default JAX device."""
+    import jax
+    import numpy as np
+
+    from keras_resnet.augment import RandomCropFlip
+
+    layer = RandomCropFlip(cutout=cutout, seed=0)
+    images = jax.device_put(generated_batches(batch_size)[0].astype(np.float32))
+    layer.build(images.shape)
+    step = jax.jit(lambda s, x: layer.stateless_call([], [s], x, training=True))
+    out, (state,) = step(layer.step.value, images)  # compile
+    jax.block_until_ready(out)
+    batches = 200
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(batches):
+            out, (state,) = step(state, images)
+        jax.block_until_ready(out)
+        seconds.append(time.perf_counter() - started)
+    median = statistics.median(seconds)
+    return {
+        "images": batches * batch_size,
+        "batches": batches,
+        "seconds": seconds,
+        "images_per_s": batches * batch_size / median,
+        "ms_per_batch": 1000 * median / batches,
+        "device": str(jax.devices()[0]),
     }
 
 
@@ -138,11 +173,14 @@ def main(argv=None) -> int:
     images, labels = generated_batches(args.images, seed=args.seed)
     split = Split(images, labels)
     paths = {
-        "CifarBatches train=True (shuffle + crop/flip)": time_epochs(
+        "CifarBatches train=True (shuffle + gather), host": time_epochs(
             split, args.batch_size, True, args.repeats, args.seed
         ),
-        "CifarBatches train=False (slices only)": time_epochs(
+        "CifarBatches train=False (slices only), host": time_epochs(
             split, args.batch_size, False, args.repeats, args.seed
+        ),
+        "RandomCropFlip + cutout 12, jitted on the device": time_device_augmentation(
+            args.batch_size, args.repeats
         ),
     }
     train_path = next(iter(paths.values()))

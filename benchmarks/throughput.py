@@ -11,20 +11,22 @@ peak-memory counters and GPU memory pools (JAX reserves most of the GPU when it 
 mix. The rows:
 
 - ``keras``: the model exactly as ``train.py`` builds and compiles it
-  (``keras_resnet.training._new_model``: ``input_normalization`` inside the model, ``TorchSGD``
-  with PyTorch-style L2, cross-entropy on logits, accuracy), trained with ``model.fit`` on uint8
-  arrays. Callbacks are asynchronous, so nothing waits for the device between steps.
+  (``keras_resnet.training._new_model``: crop and flip (``RandomCropFlip``) and
+  ``input_normalization`` inside the model, ``TorchSGD`` with PyTorch-style L2, cross-entropy on
+  logits, accuracy), trained with ``model.fit`` on uint8 arrays. Callbacks are asynchronous, so
+  nothing waits for the device between steps.
 - ``keras-trainer``: the same compiled model fed the way ``train.py`` feeds it: ``CifarBatches``
-  (shuffle, numpy crop and flip, in the main thread) with the trainer's per-batch callbacks
-  (``SetEpoch``, ``StopOnNaN``, ``StopOnSignal``; ``TerminateOnNaN`` where those are missing).
-  ``StopOnNaN`` reads the loss after every step, so the host waits for the device each step.
-  The progress bar is left off.
-- ``jax``: the same Keras network through ``model.stateless_call`` in a hand-written
-  ``jax.jit`` step (``jax.value_and_grad``; the same SGD-momentum update with L2 in jax.numpy;
-  donated buffers). Its rate is the backend's limit: ``keras / jax`` is what ``fit`` costs.
+  (per-epoch shuffle, a gather of uint8 images in the main thread) with the trainer's per-batch
+  callbacks (``SetEpoch``, ``StopOnNaN``, ``StopOnSignal``; ``TerminateOnNaN`` where those are
+  missing). They are ``async_safe``, so they read each step's loss on Keras's thread pool
+  while the next step runs. The progress bar is left off.
+- ``jax``: the same Keras network (augmentation included) through ``model.stateless_call`` in
+  a hand-written ``jax.jit`` step (``jax.value_and_grad``; the same SGD-momentum update with L2
+  in jax.numpy; donated buffers). Its rate is the backend's limit: ``keras / jax`` is what
+  ``fit`` costs.
 - ``torch``: the same network in PyTorch (``benchmarks/torch_resnet.py``), channels_last,
-  ``torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=5e-4)``, normalisation on the device;
-  ``--precision mixed_bfloat16`` uses ``torch.autocast(bfloat16)``.
+  ``torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=5e-4)``, crop, flip and normalisation
+  on the device; ``--precision mixed_bfloat16`` uses ``torch.autocast(bfloat16)``.
 
 Every row trains on the same generated uint8 batches (copied to the device each step) and
 reports: the first step (trace + compile + one step; cuDNN autotuning for PyTorch), steady-state
@@ -200,18 +202,18 @@ def _trainer_model(args):
     return model, source
 
 
-def _make_clock(keras, async_safe: bool):
+def _make_clock(keras):
     class StepClock(keras.callbacks.Callback):
         """Wall-clock time when each step (or execution of several) begins and ends.
 
-        With ``async_safe`` Keras calls ``on_*_batch_end`` from a thread pool after converting
+        It is ``async_safe``: Keras calls ``on_*_batch_end`` from a thread pool after converting
         the step's logs to Python floats, which waits for the device: the end times are when
         the device finished that step, and the training loop itself is never held up.
         """
 
         def __init__(self):
             super().__init__()
-            self.async_safe = async_safe
+            self.async_safe = True
             self.begin: dict[int, float] = {}
             self.end: dict[int, float] = {}
 
@@ -268,7 +270,7 @@ def run_keras(args, rows: list[str]) -> dict:
     }
     results = {}
     if "keras" in rows:
-        clock = _make_clock(keras, async_safe=True)
+        clock = _make_clock(keras)
         started = time.perf_counter()
         model.fit(
             images,
@@ -291,7 +293,7 @@ def run_keras(args, rows: list[str]) -> dict:
         batches = cifar.CifarBatches(
             cifar.Split(images, labels), args.batch_size, train=True, seed=0
         )
-        clock = _make_clock(keras, async_safe=False)
+        clock = _make_clock(keras)
         trainer_callbacks = _trainer_callbacks(keras, batches)
         started = time.perf_counter()
         model.fit(
@@ -310,7 +312,7 @@ def run_keras(args, rows: list[str]) -> dict:
         names = " + ".join(type(c).__name__ for c in trainer_callbacks)
         row["notes"] = (
             f"model.fit on CifarBatches(train=True) + {names}, as train.py feeds it "
-            "(augmentation in the main thread, the loss read after every step)"
+            "(batches gathered in the main thread, augmented on the device)"
         )
         results["keras-trainer"] = row
     info["rows"] = results
@@ -343,7 +345,7 @@ def _keras_eval(keras, model, args, spe: int) -> dict:
     started = time.perf_counter()
     model.evaluate(images[:first], labels[:first], batch_size=args.eval_batch_size, verbose=0)
     compile_s = time.perf_counter() - started
-    clock = _make_clock(keras, async_safe=True)
+    clock = _make_clock(keras)
     model.evaluate(images, labels, batch_size=args.eval_batch_size, verbose=0, callbacks=[clock])
     seconds = clock.end[eval_steps - 1] - clock.begin[0]
     return {
@@ -358,10 +360,7 @@ def run_jax(args, rows) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from keras_resnet import data as cifar
-    from keras_resnet.models import build
-
-    model = build(args.model, input_normalization=(cifar.CIFAR10_MEAN, cifar.CIFAR10_STD))
+    model, _ = _trainer_model(args)  # the same network, augmentation layer included
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     momenta = [jnp.zeros_like(w) for w in trainable]
@@ -481,9 +480,23 @@ def run_torch(args, rows) -> dict:
     mean = torch.tensor([255.0 * m for m in CIFAR10_MEAN], device=device).view(1, 3, 1, 1)
     std = torch.tensor([255.0 * s for s in CIFAR10_STD], device=device).view(1, 3, 1, 1)
 
-    def on_device(images, labels):
-        """uint8 NHWC on the host -> normalised float NCHW on the device."""
+    def crop_flip(x):
+        """The Keras model's RandomCropFlip on the device: 4-pixel padded crop, random flip."""
+        n, c, h, w = x.shape
+        padded = F.pad(x, (4, 4, 4, 4))
+        top, left = torch.randint(0, 9, (2, n, 1), device=device)
+        rows = top + torch.arange(h, device=device)
+        cols = left + torch.arange(w, device=device)
+        cols = torch.where(torch.rand(n, 1, device=device) < 0.5, cols.flip(1), cols)
+        index = torch.arange(n, device=device)[:, None, None, None]
+        channel = torch.arange(c, device=device)[None, :, None, None]
+        return padded[index, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+    def on_device(images, labels, augment=False):
+        """uint8 NHWC on the host -> (augmented,) normalised float NCHW on the device."""
         x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+        if augment:
+            x = crop_flip(x)
         x = ((x - mean) / std).contiguous(memory_format=memory_format)
         return x, labels.to(device, non_blocking=True)
 
@@ -500,7 +513,7 @@ def run_torch(args, rows) -> dict:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed)
 
     def train_step(images, labels):
-        x, y = on_device(images, labels)
+        x, y = on_device(images, labels, augment=True)
         with autocast():
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y)

@@ -4,6 +4,7 @@ from keras_resnet._backend import select_jax_backend
 
 select_jax_backend()
 
+from keras_resnet.augment import RandomCropFlip  # noqa: E402
 from keras_resnet.blocks import (  # noqa: E402
     BasicBlock,
     Bottleneck,
@@ -22,6 +23,7 @@ __all__ = [
     "ModelSpec",
     "PreActBasicBlock",
     "PreActBottleneck",
+    "RandomCropFlip",
     "SmoothedSparseCrossentropy",
     "TorchSGD",
     "Triangular",

@@ -1,4 +1,10 @@
-"""Callbacks of the training recipe: per-epoch data, the notes' log, resumable state."""
+"""Callbacks of the training recipe: per-epoch data, the notes' log, resumable state.
+
+Every callback that acts per batch is ``async_safe``: Keras then runs the batch callbacks (and
+the progress bar) on a thread pool after each step has been dispatched, so the host never
+waits for the device inside an epoch. Keras re-raises their exceptions in the training loop
+and waits for all of them before ``on_epoch_end``.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
+        self.async_safe = True
         self.signum: int | None = None
         self._previous: dict = {}
 
@@ -74,18 +81,24 @@ class StopOnNaN(keras.callbacks.Callback):
     """Stop at the first batch whose loss is NaN or infinite, and remember which it was.
 
     Checkpoint ignores that epoch, so the last good checkpoint and best.keras stay as they were.
+    Batches are checked on Keras's thread pool, possibly out of order, so the earliest bad one
+    is kept; training stops a step or two after it, within the same (discarded) epoch.
     """
 
     def __init__(self):
         super().__init__()
+        self.async_safe = True
         self.stopped_at: tuple[int, int] | None = None  # (epoch, batch), both 1-based
+        self._lock = threading.Lock()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         if not math.isfinite(float(logs["loss"])):
-            self.stopped_at = (self.epoch + 1, batch + 1)
+            with self._lock:
+                at = (self.epoch + 1, batch + 1)
+                self.stopped_at = min(at, self.stopped_at or at)
             self.model.stop_training = True
 
 
@@ -131,11 +144,16 @@ class Validate(keras.callbacks.Callback):
 
 class NoteLog(keras.callbacks.Callback):
     """The notes' log: ``[epoch, batch] loss: <sum of batch losses> | Acc: x% (correct/seen)``
-    every ``every`` batches, then ``Total loss: ...`` at the end of the epoch."""
+    every ``every`` batches, then ``Total loss: ...`` at the end of the epoch.
+
+    The logs of batch ``b`` hold the running mean over batches ``0..b``, so each line depends on
+    its own batch only, whichever thread prints it."""
 
     def __init__(self, batch_size: int, every: int = 100):
         super().__init__()
+        self.async_safe = True
         self.batch_size = batch_size
+        self._lock = threading.Lock()
         self.every = every
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -144,12 +162,14 @@ class NoteLog(keras.callbacks.Callback):
         print(f"Epoch: {epoch}")
 
     def on_train_batch_end(self, batch, logs=None):
-        self.batches = batch + 1
-        if self.batches % self.every == 0:
-            seen = self.batches * self.batch_size
+        batches = batch + 1
+        with self._lock:
+            self.batches = max(self.batches, batches)
+        if batches % self.every == 0:
+            seen = batches * self.batch_size
             accuracy = float(logs["accuracy"])
             print(
-                f"[{self.epoch + 1}, {self.batches}] loss: {float(logs['loss']) * self.batches:.6f}"
+                f"[{self.epoch + 1}, {batches}] loss: {float(logs['loss']) * batches:.6f}"
                 f" | Acc: {100 * accuracy:.3f}% ({round(accuracy * seen)}/{seen})"
             )
 

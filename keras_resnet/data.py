@@ -1,9 +1,10 @@
-"""CIFAR-10 from tensorflow-datasets, held in memory, with the notes' augmentation.
+"""CIFAR-10 from tensorflow-datasets, held in memory, and its batches for ``model.fit``.
 
-CIFAR-10 is 150 MB, so both splits are read once into uint8 arrays. Every epoch's order, crops
-and flips follow from ``(seed, epoch)`` alone, so a resumed run sees exactly the data an
-unbroken one would have. Normalisation happens inside the model (see ``build``'s
-``input_normalization``), so batches stay uint8 until they reach the device.
+CIFAR-10 is 150 MB, so both splits are read once into uint8 arrays. Every epoch's order
+follows from ``(seed, epoch)`` alone, so a resumed run sees exactly the data an unbroken one
+would have. Augmentation and normalisation happen inside the model (``RandomCropFlip`` and
+``build``'s ``input_normalization``), so batches stay uint8 until they reach the device and the
+host does no per-pixel work.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ CLASS_NAMES = (
 # The notes' per-channel statistics, on the 0-1 scale.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
-PAD = 4  # random 32x32 crop from the image padded by 4 pixels on each side
+PAD = 4  # the notes' random 32x32 crop from the image padded by 4 pixels on each side
 
 
 class DataUnavailableError(RuntimeError):
@@ -148,43 +149,11 @@ def subset(data: Cifar10, train_size: int | None = None, val_size: int = 0) -> C
     return Cifar10(train=train, test=data.test, validation=validation, source=data.source)
 
 
-def _check_cutout(cutout) -> None:
-    if isinstance(cutout, bool) or not isinstance(cutout, int | np.integer) or cutout < 0:
-        raise ValueError(f"cutout must be a non-negative integer (pixels), got {cutout!r}")
-
-
-def augment(images: np.ndarray, rng: np.random.Generator, cutout: int = 0) -> np.ndarray:
-    """Random 32x32 crop of the 4-pixel zero-padded image, then a random horizontal flip.
-
-    With ``cutout``, a ``cutout x cutout`` square centred at a uniformly random pixel (clipped
-    at the borders) is then zeroed (DeVries & Taylor 2017). Its random numbers are drawn after
-    the crop's and flip's, so ``cutout=0`` gives exactly the crops and flips it always did.
-    """
-    _check_cutout(cutout)
-    n, h, w, _ = images.shape
-    padded = np.pad(images, ((0, 0), (PAD, PAD), (PAD, PAD), (0, 0)))
-    top = rng.integers(0, 2 * PAD + 1, size=n)
-    left = rng.integers(0, 2 * PAD + 1, size=n)
-    rows = top[:, None] + np.arange(h)
-    cols = left[:, None] + np.arange(w)
-    flip = rng.random(n) < 0.5
-    cols = np.where(flip[:, None], cols[:, ::-1], cols)
-    out = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    if cutout:
-        first_row = rng.integers(0, h, size=(n, 1)) - cutout // 2
-        first_col = rng.integers(0, w, size=(n, 1)) - cutout // 2
-        in_rows = (first_row <= np.arange(h)) & (np.arange(h) < first_row + cutout)
-        in_cols = (first_col <= np.arange(w)) & (np.arange(w) < first_col + cutout)
-        out *= ~(in_rows[:, :, None, None] & in_cols[:, None, :, None])  # faster than out[mask] = 0
-    return out
-
-
 class CifarBatches(keras.utils.PyDataset):
-    """Batches for ``model.fit``: shuffled and augmented per epoch when ``train`` is true
-    (``cutout`` too, only then).
+    """Batches for ``model.fit``: shuffled per epoch when ``train`` is true, else in order.
 
-    Call ``set_epoch`` before each epoch (``SetEpoch`` does it); the epoch's permutation and
-    augmentation come from ``np.random.default_rng([seed, epoch])``.
+    Call ``set_epoch`` before each epoch (``SetEpoch`` does it); the epoch's permutation comes
+    from ``np.random.default_rng([seed, epoch])``.
 
     For data-parallel runs every batch must split evenly over ``devices``: a short last
     training batch that does not is dropped, and a short last evaluation batch is padded with
@@ -199,17 +168,14 @@ class CifarBatches(keras.utils.PyDataset):
         batch_size: int,
         train: bool = False,
         seed: int = 0,
-        cutout: int = 0,
         devices: int = 1,
         shard: tuple[int, int] = (0, 1),
     ):
         super().__init__()
-        _check_cutout(cutout)
         self.split = split
         self.batch_size = batch_size
         self.train = train
         self.seed = seed
-        self.cutout = cutout
         self.devices = devices
         self.shard = shard
         self.set_epoch(0)
@@ -229,10 +195,6 @@ class CifarBatches(keras.utils.PyDataset):
         batch = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         if len(batch) % self.devices:
             batch = np.pad(batch, (0, -len(batch) % self.devices), mode="edge")
-        images, labels = self.split.images[batch], self.split.labels[batch]
-        if self.train:  # the whole global batch, so that sharding never changes an image
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            images = augment(images, rng, self.cutout)
         rank, count = self.shard
-        mine = slice(rank * len(batch) // count, (rank + 1) * len(batch) // count)
-        return images[mine], labels[mine]
+        mine = batch[rank * len(batch) // count : (rank + 1) * len(batch) // count]
+        return self.split.images[mine], self.split.labels[mine]

@@ -178,6 +178,7 @@ def build(
     pooling: str | None = None,
     classifier_activation: str | None = None,
     input_normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    augmentation: keras.layers.Layer | None = None,
     **overrides,
 ) -> keras.Model:
     """Build a registered network as a functional ``keras.Model``.
@@ -186,7 +187,8 @@ def build(
     always computes in float32 so mixed precision never degrades the loss. With
     ``include_top=False`` the model is a backbone: ``pooling`` ``"avg"``/``"max"`` pools it, as in
     ``keras.applications``. ``input_normalization=(mean, std)``, per channel on the 0-1 scale,
-    makes the model take raw 0-255 pixels.
+    makes the model take raw 0-255 pixels. ``augmentation`` (e.g. ``RandomCropFlip``) is applied
+    to those raw pixels first, inside the compiled step; it acts only in training.
     """
     spec = get_spec(name, **overrides)
     _check_num_classes(num_classes)
@@ -197,8 +199,11 @@ def build(
     input_shape = _check_input_shape(name, spec, input_shape)
     block = BLOCKS[spec.block]
 
+    if augmentation is not None and not isinstance(augmentation, layers.Layer):
+        raise ValueError(f"augmentation must be a keras Layer or None, got {augmentation!r}")
+
     inputs = keras.Input(input_shape, name="image")
-    x = inputs
+    x = inputs if augmentation is None else augmentation(inputs)
     if input_normalization is not None:
         mean, std = _check_normalization(input_normalization, input_shape[-1])
         x = layers.Normalization(

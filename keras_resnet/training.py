@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_resnet import data as cifar
 from keras_resnet import distributed, io, reports
+from keras_resnet.augment import RandomCropFlip
 from keras_resnet.callbacks import (
     Checkpoint,
     NoteLog,
@@ -253,7 +254,11 @@ def learning_rate(
 
 
 def _new_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    model = build(config.model, input_normalization=(cifar.CIFAR10_MEAN, cifar.CIFAR10_STD))
+    model = build(
+        config.model,
+        input_normalization=(cifar.CIFAR10_MEAN, cifar.CIFAR10_STD),
+        augmentation=RandomCropFlip(cifar.PAD, config.cutout, config.seed, name="augment"),
+    )
     optimizer = TorchSGD(
         learning_rate(config, steps_per_epoch),
         momentum=config.momentum,
@@ -297,7 +302,6 @@ def train(
         config.batch_size,
         train=True,
         seed=config.seed,
-        cutout=config.cutout,
         devices=topology.devices,
         shard=shard,
     )

@@ -174,7 +174,7 @@ def test_throughput_then_input_pipeline_end_to_end(tmp_path):
     )  # fmt: skip
     assert "| input path | images/s | ms/batch | x Keras train rate | target >= 5x |" in stdout
     report = json.loads(pipeline.read_text())
-    train_path = report["input"]["CifarBatches train=True (shuffle + crop/flip)"]
+    train_path = report["input"]["CifarBatches train=True (shuffle + gather), host"]
     assert train_path["images"] == 2048 and train_path["images_per_s"] > 0
     assert report["consumption"]["rates"]["keras"] > 0 and report["ratio"] > 0
     assert not any(report["imported"].values())

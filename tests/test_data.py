@@ -1,4 +1,4 @@
-"""CIFAR-10 loading (through mocked tfds), synthetic data, subsets, augmentation and batches."""
+"""CIFAR-10 loading (through mocked tfds), synthetic data, subsets and batches."""
 
 import math
 
@@ -15,7 +15,6 @@ from keras_resnet.data import (
     CifarBatches,
     DataUnavailableError,
     Split,
-    augment,
     subset,
     synthetic_cifar10,
 )
@@ -29,21 +28,6 @@ tfds = pytest.importorskip("tensorflow_datasets")
 def nonzero_images(n: int, seed: int = 0) -> np.ndarray:
     """Random uint8 images with no zero pixel, so the zero padding is recognisable."""
     return np.random.default_rng(seed).integers(1, 256, size=(n, 32, 32, 3), dtype=np.uint8)
-
-
-def find_window(source: np.ndarray, output: np.ndarray) -> list[tuple[int, int, bool]]:
-    """Every (top, left, flipped) whose 32x32 window of the zero-padded ``source`` equals
-    ``output``."""
-    padded = np.pad(source, ((PAD, PAD), (PAD, PAD), (0, 0)))
-    matches = []
-    for top in range(2 * PAD + 1):
-        for left in range(2 * PAD + 1):
-            window = padded[top : top + 32, left : left + 32]
-            if np.array_equal(window, output):
-                matches.append((top, left, False))
-            if np.array_equal(window[:, ::-1], output):
-                matches.append((top, left, True))
-    return matches
 
 
 def small_split(n: int, seed: int = 0) -> Split:
@@ -237,111 +221,6 @@ def test_subset_rejects_bad_sizes(small_data):
         subset(small_data, train_size=51)
 
 
-# --- augment -------------------------------------------------------------------------------
-
-
-def test_augment_shape_dtype_and_determinism():
-    images = nonzero_images(20)
-    a = augment(images, np.random.default_rng(3))
-    assert a.shape == images.shape
-    assert a.dtype == images.dtype
-    b = augment(images, np.random.default_rng(3))
-    c = augment(images, np.random.default_rng(4))
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    # The input is not modified.
-    np.testing.assert_array_equal(images, nonzero_images(20))
-
-
-def test_augment_crops_padded_windows_and_flips():
-    n = 300
-    images = nonzero_images(n, seed=5)
-    out = augment(images, np.random.default_rng(11))
-    found = []
-    for source, result in zip(images, out, strict=True):
-        matches = find_window(source, result)
-        assert len(matches) == 1, matches
-        found.append(matches[0])
-    tops, lefts, flips = (np.array(values) for values in zip(*found, strict=True))
-    assert set(tops) == set(range(9)) and set(lefts) == set(range(9))
-    assert len(set(zip(tops, lefts, strict=True))) > 40
-    assert 0.4 < flips.mean() < 0.6
-    # Not the identity: most images moved or flipped.
-    assert np.mean((tops != PAD) | (lefts != PAD) | flips) > 0.8
-
-    # The largest offsets show the zero padding at the borders (input has no zero pixel).
-    for i in np.flatnonzero(tops == 0):
-        assert not out[i, :PAD].any() and out[i, PAD].any()
-    for i in np.flatnonzero(tops == 2 * PAD):
-        assert not out[i, -PAD:].any()
-    for i in np.flatnonzero((lefts == 0) & ~flips):
-        assert not out[i, :, :PAD].any()
-    for i in np.flatnonzero((lefts == 0) & flips):
-        assert not out[i, :, -PAD:].any()
-    for i in np.flatnonzero((tops == PAD) & (lefts == PAD)):
-        assert out[i].all()  # centred: no padding at all
-
-
-def cutout_squares(size: int) -> np.ndarray:
-    """(32 * 32, 32, 32): the square of side ``size`` centred at each pixel, clipped."""
-    first = np.arange(32) - size // 2
-    lines = (first[:, None] <= np.arange(32)) & (np.arange(32) < first[:, None] + size)
-    return (lines[:, None, :, None] & lines[None, :, None, :]).reshape(32 * 32, 32, 32)
-
-
-@pytest.mark.parametrize("size", [12, 5])
-def test_cutout_zeroes_one_square_after_crop_and_flip(size):
-    n = 400
-    images = nonzero_images(n, seed=6)
-    cropped = augment(images, np.random.default_rng(8))
-    out = augment(images, np.random.default_rng(8), cutout=size)
-    assert out.dtype == np.uint8 and out.shape == images.shape
-    zero = ~out.any(axis=-1)
-    # Only whole pixels were zeroed; the rest is the same crop and flip as without cutout.
-    np.testing.assert_array_equal(out, np.where(zero[..., None], 0, cropped))
-    padding = ~cropped.any(axis=-1)  # the input has no zero pixel
-    squares = cutout_squares(size)
-    centres = []
-    for i in range(n):
-        matches = np.flatnonzero(((padding[i] | squares) == zero[i]).all(axis=(1, 2)))
-        assert len(matches) >= 1, i  # the zeros are the padding plus one square
-        if len(matches) == 1:
-            centres.append(divmod(int(matches[0]), 32))
-    assert len(centres) > 0.9 * n
-    rows, cols = np.array(centres).T
-    # Centres anywhere in the image, so squares are clipped at all four borders.
-    assert set(rows) == set(range(32)) and set(cols) == set(range(32))
-    areas = squares[rows * 32 + cols].sum(axis=(1, 2))
-    inside = (rows >= size // 2) & (rows + size - size // 2 <= 32)
-    inside &= (cols >= size // 2) & (cols + size - size // 2 <= 32)
-    assert inside.any() and (~inside).any()
-    assert (areas[inside] == size * size).all()
-    assert (areas[~inside] < size * size).all()
-
-
-def test_cutout_is_deterministic_and_zero_changes_nothing():
-    images = nonzero_images(50, seed=2)
-    a = augment(images, np.random.default_rng(5), cutout=12)
-    np.testing.assert_array_equal(a, augment(images, np.random.default_rng(5), cutout=12))
-    assert not np.array_equal(a, augment(images, np.random.default_rng(6), cutout=12))
-    np.testing.assert_array_equal(
-        augment(images, np.random.default_rng(5), cutout=0),
-        augment(images, np.random.default_rng(5)),
-    )
-    np.testing.assert_array_equal(images, nonzero_images(50, seed=2))  # input untouched
-
-
-def test_cutout_rejects_bad_sizes():
-    images = nonzero_images(2)
-    for cutout in (-1, -12, 2.5, True):
-        with pytest.raises(ValueError, match="cutout") as info:
-            augment(images, np.random.default_rng(0), cutout=cutout)
-        assert repr(cutout) in str(info.value)
-        with pytest.raises(ValueError, match="cutout") as info:
-            CifarBatches(small_split(4), batch_size=2, train=True, cutout=cutout)
-        assert repr(cutout) in str(info.value)
-
-
 # --- CifarBatches --------------------------------------------------------------------------
 
 
@@ -360,7 +239,7 @@ def test_batches_length_and_partial_last_batch():
     assert len(CifarBatches(small_split(64), batch_size=32)) == 2
 
 
-def test_eval_batches_are_in_order_without_augmentation():
+def test_eval_batches_are_in_order():
     split = small_split(70)
     batches = CifarBatches(split, batch_size=32, train=False)
     batches.set_epoch(5)  # the epoch changes nothing for evaluation
@@ -369,9 +248,10 @@ def test_eval_batches_are_in_order_without_augmentation():
     np.testing.assert_array_equal(np.concatenate(labels), split.labels)
 
 
-def test_train_batches_cover_every_image_once_per_epoch_augmented():
+def test_train_batches_cover_every_image_once_per_epoch_unchanged():
     split = small_split(203)
     batches = CifarBatches(split, batch_size=32, train=True, seed=1)
+    orders = []
     for epoch in range(2):
         batches.set_epoch(epoch)
         images, labels = collect(batches)
@@ -381,12 +261,10 @@ def test_train_batches_cover_every_image_once_per_epoch_augmented():
         for x, y in zip(images, labels, strict=True):
             assert x.dtype == np.uint8 and x.shape == (len(y), 32, 32, 3)
             assert y.dtype == np.int32
-        all_images = np.concatenate(images)
-        # Each image is a crop (maybe flipped) of the image its label names.
-        for k in range(0, 203, 10):
-            assert len(find_window(split.images[order[k]], all_images[k])) == 1
-        changed = [not np.array_equal(all_images[k], split.images[order[k]]) for k in range(203)]
-        assert np.mean(changed) > 0.8
+        # The images are the stored ones: augmentation happens inside the model.
+        np.testing.assert_array_equal(np.concatenate(images), split.images[order])
+        orders.append(order)
+    assert not np.array_equal(*orders)
 
 
 def test_train_batches_follow_seed_and_epoch():
@@ -415,27 +293,6 @@ def test_train_batches_follow_seed_and_epoch():
     order = np.concatenate(a_labels)
     assert not np.array_equal(order, other_epoch)
     assert not np.array_equal(order, other_seed)
-    # Same order would still give different crops: compare images of one fixed index too.
-    assert not np.array_equal(np.concatenate(a_images), np.concatenate(epoch_batches(1, 3)[0]))
-
-
-def test_train_batches_apply_cutout_and_eval_batches_ignore_it():
-    split = small_split(70)
-    batches = CifarBatches(split, batch_size=32, train=True, seed=3, cutout=12)
-    batches.set_epoch(2)
-    plain = CifarBatches(split, batch_size=32, train=True, seed=3)
-    plain.set_epoch(2)
-    for index in range(len(batches)):
-        images, labels = batches[index]
-        expected = augment(split.images[labels], np.random.default_rng([3, 2, index]), cutout=12)
-        np.testing.assert_array_equal(images, expected)
-        plain_images, plain_labels = plain[index]
-        np.testing.assert_array_equal(labels, plain_labels)  # the same order
-        assert not np.array_equal(images, plain_images)
-
-    evaluation = CifarBatches(split, batch_size=32, cutout=12)
-    images, labels = collect(evaluation)
-    np.testing.assert_array_equal(np.concatenate(images), split.images)
 
 
 def test_batches_work_as_a_keras_dataset():

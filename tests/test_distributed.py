@@ -39,8 +39,12 @@ def result(worker: tuple[subprocess.Popen, Path]) -> dict:
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
+    """Equal up to float rounding: after 8 steps the partitioned program (its gathers and
+    convolutions laid out per device) differs from one device's by at most ~1.3e-4 (measured;
+    1e-7 without the augmentation layer), while other crops alone move them by up to 7e-2.
+    The step losses agree to ~1e-6."""
     for x, y in zip(a["weights"], b["weights"], strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=2e-5)
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=4e-4)
 
 
 @pytest.fixture(scope="module")
