@@ -1,8 +1,9 @@
 """ResNet (He et al. 2015, 2016) for Keras 3 on JAX, with the notes' CIFAR-10 trainer."""
 
-from keras_resnet._backend import select_jax_backend
+from keras_resnet._backend import prefer_eigen_convolutions, select_jax_backend
 
 select_jax_backend()
+prefer_eigen_convolutions()
 
 from keras_resnet.augment import RandomCropFlip  # noqa: E402
 from keras_resnet.blocks import (  # noqa: E402

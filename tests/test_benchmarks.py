@@ -178,3 +178,23 @@ def test_throughput_then_input_pipeline_end_to_end(tmp_path):
     assert train_path["images"] == 2048 and train_path["images_per_s"] > 0
     assert report["consumption"]["rates"]["keras"] > 0 and report["ratio"] > 0
     assert not any(report["imported"].values())
+
+
+def test_cpu_convolutions_compares_both_xla_settings_and_torch(tmp_path):
+    out = tmp_path / "conv.json"
+    stdout = run(
+        "cpu_convolutions.py", "--batch", "2", "--repeats", "1", "--json", str(out), site=tmp_path
+    )
+    assert "| stage (HxWxC) | op | xla-ynnpack | xla-eigen |" in stdout
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"xla-ynnpack", "xla-eigen", "xla-eigen-matmul-wgrad", "torch"}
+    for name, row in report["results"].items():
+        assert "error" not in row, (name, row)
+        stage = row["stages"]["32x32x64"]
+        assert all(value > 0 for value in stage.values()), name
+    assert set(report["results"]["xla-eigen"]["stages"]["4x4x512"]) == {
+        "forward", "input grad", "weight grad",
+    }  # fmt: skip
+    # Each XLA setting ran under its own flag.
+    assert report["results"]["xla-ynnpack"]["xla_flags"].endswith("=+individual_convolution")
+    assert report["results"]["xla-eigen"]["xla_flags"].endswith("=-individual_convolution")

@@ -460,3 +460,58 @@ def test_another_backend_fails_the_import_naming_keras_backend():
     assert "ImportError" in result.stderr
     assert "KERAS_BACKEND='tensorflow'" in result.stderr
     assert result.stdout.strip() == ""
+
+
+# --- XLA's CPU convolutions --------------------------------------------------------------------
+
+EIGEN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+
+
+def test_importing_the_package_picks_eigen_convolutions_and_they_are_exact():
+    """The flag is set at import, takes effect (Eigen, not YNNPACK, in the compiled HLO) and
+    the convolution still equals a float64 reference."""
+    code = """
+import numpy as np, keras_resnet, os, jax
+from jax import lax
+print(os.environ["XLA_FLAGS"])
+x = np.random.default_rng(0).standard_normal((4, 8, 8, 16)).astype("float32")
+w = np.random.default_rng(1).standard_normal((3, 3, 16, 8)).astype("float32")
+conv = jax.jit(lambda x, w: lax.conv_general_dilated(
+    x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")))
+hlo = conv.lower(x, w).compile().as_text()
+print("ynn" in hlo)
+padded = np.pad(x.astype("float64"), ((0, 0), (1, 1), (1, 1), (0, 0)))
+reference = sum(np.einsum("nhwc,co->nhwo", padded[:, i:i + 8, j:j + 8], w[i, j])
+                for i in range(3) for j in range(3))
+print(float(np.abs(np.asarray(conv(x, w)) - reference).max()))
+"""
+    result = _run_python(code, remove=("XLA_FLAGS",), env_updates={"JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    flags, uses_ynnpack, error = result.stdout.strip().splitlines()[-3:]
+    assert flags == EIGEN
+    assert uses_ynnpack == "False"
+    assert float(error) < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("flags", "jaxlib", "expected"),
+    [
+        ("", "0.10.2", EIGEN),
+        ("--xla_force_host_platform_device_count=4", "0.10.0",
+         f"--xla_force_host_platform_device_count=4 {EIGEN}"),
+        # The user's own choice of the option wins.
+        ("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution", "0.10.2",
+         "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"),
+        # Other jaxlib releases may not know the flag, and XLA aborts on unknown flags.
+        ("", "0.11.0", ""),
+    ],
+)  # fmt: skip
+def test_eigen_convolutions_flag_respects_the_user_and_the_jaxlib_release(
+    monkeypatch, flags, jaxlib, expected
+):
+    from keras_resnet import _backend
+
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    monkeypatch.setattr(_backend.importlib.metadata, "version", lambda name: jaxlib)
+    _backend.prefer_eigen_convolutions()
+    assert _backend.os.environ["XLA_FLAGS"] == expected

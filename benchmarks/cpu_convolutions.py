@@ -1,0 +1,318 @@
+"""XLA's CPU convolutions, YNNPACK (jaxlib's default) vs Eigen (keras_resnet's), vs PyTorch.
+
+Run from the repository root (no TensorFlow, no data needed)::
+
+    python benchmarks/cpu_convolutions.py                        # per-convolution table
+    python benchmarks/cpu_convolutions.py --train-model resnet18 --train-steps 4
+
+For each 3x3, stride-1, padding-1 convolution of ResNet's four CIFAR stages (batch ``--batch``,
+NHWC, float32) it times the forward pass, the input gradient and the weight gradient, jitted,
+and prints GFLOP/s side by side for:
+
+- ``xla-ynnpack``: XLA as jaxlib 0.10 configures it (convolutions go to YNNPACK), selected with
+  ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution``;
+- ``xla-eigen``: XLA with ``keras_resnet._backend.EIGEN_CONVOLUTIONS``, what
+  ``import keras_resnet`` sets on jaxlib 0.10;
+- ``xla-eigen-matmul-wgrad``: the weight gradient written as nine matrix products (one per
+  kernel offset), the custom-VJP idea, under the Eigen setting;
+- ``torch``: ``torch.nn.functional.conv2d`` and ``aten.convolution_backward``, channels_last.
+
+XLA reads its flags once per process, so each setting runs in its own process. With
+``--train-model`` it also runs ``benchmarks/throughput.py`` (the Keras ``model.fit`` row) under
+both XLA settings and the PyTorch row once, so the effect on whole training steps is in the same
+report. Results go to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # keras_resnet, if not installed
+from throughput import RESULTS_DIR, ROOT, fmt_rate, positive_int  # benchmarks/ is not a package
+
+YNN_OPTION = "--xla_cpu_experimental_ynn_fusion_type"
+SETTINGS = {
+    "xla-ynnpack": f"{YNN_OPTION}=+individual_convolution",
+    "xla-eigen": f"{YNN_OPTION}=-individual_convolution",
+}
+ROWS = ("xla-ynnpack", "xla-eigen", "xla-eigen-matmul-wgrad", "torch")
+STAGES = ((32, 64), (16, 128), (8, 256), (4, 512))  # (side, channels) of ResNet-18's stages
+OPS = ("forward", "input grad", "weight grad")
+
+
+def gflops(batch: int, side: int, channels: int) -> float:
+    return 2 * batch * side * side * channels * channels * 9 / 1e9
+
+
+def median_seconds(run, repeats: int) -> float:
+    run()  # compile, warm caches
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def xla_worker(args, matmul_wgrad: bool) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax import lax
+
+    def conv(x, w):
+        return lax.conv_general_dilated(
+            x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    def weight_grad(x, w, dy):
+        return jax.vjp(lambda w: conv(x, w), w)[1](dy)[0]
+
+    def weight_grad_matmul(x, w, dy):
+        """dW[i, j] = x shifted by (i, j), flattened, transposed, times dy flattened."""
+        _, h, width, c = x.shape
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        dy = dy.reshape(-1, dy.shape[-1])
+        rows = [
+            jnp.stack([padded[:, i : i + h, j : j + width].reshape(-1, c).T @ dy for j in range(3)])
+            for i in range(3)
+        ]
+        return jnp.stack(rows)
+
+    def input_grad(x, w, dy):
+        return jax.vjp(lambda x: conv(x, w), x)[1](dy)[0]
+
+    rng = np.random.default_rng(0)
+    result = {}
+    for side, channels in STAGES:
+        shape = (args.batch, side, side, channels)
+        x = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
+        dy = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
+        w = jnp.asarray(0.05 * rng.standard_normal((3, 3, channels, channels), dtype=np.float32))
+        functions = {
+            "forward": (jax.jit(conv), (x, w)),
+            "input grad": (jax.jit(input_grad), (x, w, dy)),
+            "weight grad": (
+                jax.jit(weight_grad_matmul if matmul_wgrad else weight_grad),
+                (x, w, dy),
+            ),
+        }
+        if matmul_wgrad:  # only the weight gradient differs from xla-eigen; check it agrees
+            functions = {"weight grad": functions["weight grad"]}
+            expected = jax.jit(weight_grad)(x, w, dy)
+            got = functions["weight grad"][0](x, w, dy)
+            error = float(jnp.abs(got - expected).max() / jnp.abs(expected).max())
+            if error > 1e-4:
+                raise AssertionError(f"matmul weight gradient is off by {error:.1e} (relative)")
+        key = f"{side}x{side}x{channels}"
+        result[key] = {}
+        for op, (function, inputs) in functions.items():
+            seconds = median_seconds(
+                lambda f=function, a=inputs: jax.block_until_ready(f(*a)), args.repeats
+            )
+            result[key][op] = gflops(args.batch, side, channels) / seconds
+    return {
+        "stages": result,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "versions": {"jax": jax.__version__},
+    }
+
+
+def torch_worker(args) -> dict:
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    result = {}
+    for side, channels in STAGES:
+        nchw = (args.batch, channels, side, side)
+        x = torch.from_numpy(rng.standard_normal(nchw, dtype=np.float32))
+        x = x.contiguous(memory_format=torch.channels_last)
+        dy = torch.from_numpy(rng.standard_normal(nchw, dtype=np.float32))
+        dy = dy.contiguous(memory_format=torch.channels_last)
+        w = torch.from_numpy(
+            0.05 * rng.standard_normal((channels, channels, 3, 3), dtype=np.float32)
+        )
+
+        def backward(mask, x=x, dy=dy, w=w):
+            return torch.ops.aten.convolution_backward(
+                dy, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, mask
+            )
+
+        functions = {
+            "forward": lambda x=x, w=w: torch.nn.functional.conv2d(x, w, padding=1),
+            "input grad": lambda: backward((True, False, False)),
+            "weight grad": lambda: backward((False, True, False)),
+        }
+        key = f"{side}x{side}x{channels}"
+        result[key] = {
+            op: gflops(args.batch, side, channels) / median_seconds(function, args.repeats)
+            for op, function in functions.items()
+        }
+    return {
+        "stages": result,
+        "versions": {"torch": torch.__version__},
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_subprocess(command: list[str], env_flags: str | None, timeout: int) -> tuple[int, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    if env_flags is not None:
+        env["XLA_FLAGS"] = env_flags
+    proc = subprocess.run(
+        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def run_row(args, row: str) -> dict:
+    flags = SETTINGS.get(row, SETTINGS["xla-eigen"]) if row != "torch" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "row.json")
+        command = [
+            sys.executable, str(Path(__file__).resolve()), "--worker", row, "--result-file", out,
+            "--batch", str(args.batch), "--repeats", str(args.repeats),
+        ]  # fmt: skip
+        print(f"[{row}] running ...", file=sys.stderr, flush=True)
+        code, output = run_subprocess(command, flags, args.timeout)
+        if not os.path.exists(out):
+            return {"error": f"exited with {code}: {output[-2000:]}"}
+        return json.loads(Path(out).read_text())
+
+
+def run_training(args) -> dict:
+    """throughput.py's keras row under each XLA setting, and its torch row once."""
+    rows = {}
+    plan = [(name, flags, "keras") for name, flags in SETTINGS.items()] + [("torch", None, "torch")]
+    for name, flags, framework in plan:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "throughput.json")
+            command = [
+                sys.executable, str(Path(__file__).resolve().parent / "throughput.py"),
+                "--model", args.train_model, "--batch-size", str(args.train_batch_size),
+                "--steps", str(args.train_steps), "--warmup", str(args.train_warmup),
+                "--eval-steps", "0", "--frameworks", framework, "--json", out,
+            ]  # fmt: skip
+            print(f"[train {name}] {args.train_model} ...", file=sys.stderr, flush=True)
+            code, output = run_subprocess(command, flags, args.timeout)
+            if not os.path.exists(out):
+                rows[name] = {"error": f"throughput.py exited with {code}: {output[-2000:]}"}
+                continue
+            result = json.loads(Path(out).read_text())["results"].get(framework, {})
+            rows[name] = {"train_images_per_s": result.get("train_images_per_s")}
+    return rows
+
+
+def conv_table(results: dict) -> str:
+    columns = [r for r in ROWS if r in results]
+    lines = [
+        "| stage (HxWxC) | op | " + " | ".join(columns) + " | eigen / ynnpack | torch / eigen |",
+        "|---|---|" + "---:|" * (len(columns) + 2),
+    ]
+    for side, channels in STAGES:
+        key = f"{side}x{side}x{channels}"
+        for op in OPS:
+            values = {r: results[r].get("stages", {}).get(key, {}).get(op) for r in columns}
+            cells = [f"{v:,.0f}" if v else "-" for v in values.values()]
+            eigen, ynn, torch = (values.get(k) for k in ("xla-eigen", "xla-ynnpack", "torch"))
+            speedup = f"{eigen / ynn:.2f}x" if eigen and ynn else "-"
+            gap = f"{torch / eigen:.2f}x" if torch and eigen else "-"
+            lines.append(f"| {key} | {op} | " + " | ".join(cells) + f" | {speedup} | {gap} |")
+    return "\n".join(lines)
+
+
+def training_table(rows: dict, model: str) -> str:
+    torch_rate = (rows.get("torch") or {}).get("train_images_per_s")
+    lines = [
+        f"| {model} training | img/s | PyTorch / this |",
+        "|---|---:|---:|",
+    ]
+    for name, row in rows.items():
+        rate = row.get("train_images_per_s")
+        ratio = f"{torch_rate / rate:.2f}x" if rate and torch_rate else "-"
+        label = {"torch": "PyTorch"}.get(name, f"Keras fit, {name}")
+        lines.append(f"| {label} | {fmt_rate(rate) if rate else row.get('error', '-')[:60]} | "
+                     f"{ratio} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=positive_int, default=128)
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed calls (median)")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
+    parser.add_argument("--train-model", help="also time training of this model per setting")
+    parser.add_argument("--train-batch-size", type=positive_int, default=128)
+    parser.add_argument("--train-steps", type=positive_int, default=10)
+    parser.add_argument("--train-warmup", type=positive_int, default=2)
+    parser.add_argument("--timeout", type=positive_int, default=3600, help="seconds per process")
+    parser.add_argument("--json", help="default: benchmarks/results/cpu_convolutions.json")
+    parser.add_argument("--worker", choices=ROWS, help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in args.rows if r not in ROWS]
+    if unknown or not args.rows:
+        parser.error(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        if args.worker == "torch":
+            result = torch_worker(args)
+        else:
+            result = xla_worker(args, matmul_wgrad=args.worker == "xla-eigen-matmul-wgrad")
+        Path(args.result_file).write_text(json.dumps(result))
+        return 0
+
+    results = {row: run_row(args, row) for row in args.rows}
+    training = run_training(args) if args.train_model else {}
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    header = (
+        f"CPU convolutions, batch {args.batch}, 3x3 stride 1, float32, GFLOP/s (median of "
+        f"{args.repeats}); {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+        f"(load average {os.getloadavg()[0]:.1f}); {date}"
+    )
+    print(header)
+    print()
+    print(conv_table(results))
+    for row, result in results.items():
+        if "error" in result:
+            print(f"\n{row} failed: {result['error']}")
+    if training:
+        print()
+        print(training_table(training, args.train_model))
+    path = Path(args.json) if args.json else RESULTS_DIR / "cpu_convolutions.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "cpu_convolutions",
+        "date": date,
+        "batch": args.batch,
+        "settings": SETTINGS,
+        "results": results,
+        "training": {"model": args.train_model, "rows": training} if training else None,
+        "header": header,
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
