@@ -119,9 +119,13 @@ class TrainConfig:
             raise ValueError(
                 f"--lr-milestones must be increasing positive step numbers, got {milestones}"
             )
-        if self.warmup_steps < 0 or (self.warmup_steps and not self.warmup_lr > 0):
+        if self.warmup_steps < 0:
+            raise ValueError(f"--warmup-steps must be 0 or more, got {self.warmup_steps!r}")
+        if self.warmup_steps and self.schedule == "steps" and not self.warmup_lr > 0:
+            # The steps schedule holds --warmup-lr during the warm-up; triangular ramps from it,
+            # so 0 is a fine start there.
             raise ValueError(
-                "--warmup-steps must be 0 or more, with a positive --warmup-lr; got "
+                "--warmup-steps with --schedule steps needs a positive --warmup-lr; got "
                 f"{self.warmup_steps!r} steps at {self.warmup_lr!r}"
             )
         if self.warmup_steps and self.schedule == "plateau":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_resnet import cli
-from keras_resnet.recipes import resolve
+from keras_resnet.recipes import RECIPES, resolve
 from keras_resnet.training import TrainConfig, learning_rate, train
 
 
@@ -72,6 +72,42 @@ def test_plateau_schedule_is_a_plain_rate_the_callback_can_change():
 def test_warm_up_needs_the_steps_schedule():
     with pytest.raises(ValueError, match="--warmup-steps needs --schedule steps"):
         TrainConfig(warmup_steps=10, warmup_lr=0.01).validate()
+
+
+def test_a_constant_warm_up_needs_a_rate_and_a_ramp_may_start_at_zero():
+    with pytest.raises(ValueError, match=r"--schedule steps needs a positive --warmup-lr.* 0\.0"):
+        TrainConfig(schedule="steps", warmup_steps=10).validate()
+    with pytest.raises(ValueError, match="--warmup-steps must be 0 or more, got -1"):
+        TrainConfig(schedule="triangular", warmup_steps=-1).validate()
+    TrainConfig(schedule="triangular", warmup_steps=10).validate()  # from 0 up to --lr
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_is_a_valid_configuration(name):
+    resolve(name).validate()
+    resolve(name, model="resnet110").validate()
+
+
+def test_the_fast_recipe_trains_end_to_end(tmp_path):
+    """bfloat16, cutout, label smoothing, the triangular warm-up from 0 and flip TTA at once."""
+    config = resolve(
+        "fast",
+        model="resnet8",
+        epochs=2,
+        batch_size=64,
+        warmup_steps=3,
+        synthetic=True,
+        train_size=256,
+        output_dir=str(tmp_path / "fast"),
+    )
+    run = train(config, verbose=0)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["flip_tta"] is True and 0 <= metrics["test_accuracy"] <= 1
+    history = json.loads((run / "state.json").read_text())["history"]
+    assert [row["learning_rate"] for row in history] == pytest.approx([0.0, 0.2 * 4 / 5])
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.get_layer("augment").cutout == 12
+    assert model.get_layer("stem_conv").compute_dtype == "bfloat16"
 
 
 def test_cli_records_the_resolved_recipe_in_config_json(tmp_path, monkeypatch):
