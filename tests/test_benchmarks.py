@@ -198,3 +198,53 @@ def test_cpu_convolutions_compares_both_xla_settings_and_torch(tmp_path):
     # Each XLA setting ran under its own flag.
     assert report["results"]["xla-ynnpack"]["xla_flags"].endswith("=+individual_convolution")
     assert report["results"]["xla-eigen"]["xla_flags"].endswith("=-individual_convolution")
+
+
+def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(tmp_path):
+    out = tmp_path / "recipes.json"
+    stdout = run(
+        "recipe_epochs.py", "--model", "resnet8", "--images", "5200", "--eval-images", "256",
+        "--steps", "1", "--warmup", "1", "--json", str(out), site=tmp_path,
+    )  # fmt: skip
+    assert "| recipe | model, batch, precision | compile s | train img/s |" in stdout
+    report = json.loads(out.read_text())
+    rows = {row["recipe"]: row for row in report["rows"]}
+    assert set(rows) == {"note", "paper", "fast"}
+    assert all("error" not in row for row in rows.values()), rows
+    assert (rows["fast"]["batch_size"], rows["fast"]["precision"]) == (512, "mixed_bfloat16")
+    assert rows["fast"]["steps_per_epoch"] == -(-5200 // 512)  # one device keeps the short batch
+    assert (rows["paper"]["eval_split"], rows["paper"]["eval_images"]) == ("validation", 5000)
+    assert (rows["note"]["eval_split"], rows["note"]["eval_images"]) == ("test", 10_000)
+    for row in rows.values():
+        assert row["train_images_per_s"] > 0 and row["eval_s"] > 0
+        epoch = row["train_epoch_s"] + row["eval_s"]
+        assert row["projected_run_s"] == pytest.approx(row["epochs"] * epoch)
+    assert not any(report["imported"].values())
+
+
+def test_gpu_session_script_runs_every_step_quickly(tmp_path):
+    """The prepared GPU script, with tiny settings on this CPU and TensorFlow hidden."""
+    (tmp_path / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "QUICK": "1",
+        "OUT": str(out),
+        "PYTHON": sys.executable,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_session.sh")],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    steps = ("throughput-float32", "throughput-bfloat16", "input-pipeline", "recipe-epochs")
+    for name in steps:
+        assert f"== {name} exited with 0" in proc.stdout, proc.stdout[-3000:]
+    reports = ("throughput-float32", "throughput-bfloat16", "input_pipeline", "recipe_epochs")
+    for name in reports:
+        assert json.loads((out / f"{name}.json").read_text())
+    assert json.loads((out / "throughput-bfloat16.json").read_text())["precision"] == (
+        "mixed_bfloat16"
+    )
+    assert len(list(out.iterdir())) <= 8  # what the device machine sends back

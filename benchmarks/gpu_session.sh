@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Every GPU figure the README's performance section needs, from one run of one script:
+#   1. throughput.py: ResNet-18 training, Keras fit vs pure JAX vs PyTorch, float32 at batch 128
+#      (the notes' setting) and mixed_bfloat16 at batch 512 (the fast recipe's);
+#   2. input_pipeline.py: the input path against the bfloat16 training rate;
+#   3. recipe_epochs.py: one whole epoch of each recipe and the projected runs (fast: time to 94%).
+# Each step has its own time limit and the steps run in order of importance, so a short lease
+# still returns the first tables. Results go to $OUT (default benchmarks/results).
+#
+# On a machine without keras (the lent GPU machine has JAX, PyTorch, numpy, h5py, rich and
+# ml-dtypes only), put the wheels of keras and what it lacks in .whl/ first; see
+# benchmarks/README.md. QUICK=1 runs every step with tiny settings, to check the script on a CPU.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-benchmarks/results}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PYTHON=${PYTHON:-python3}
+
+if ! "$PYTHON" -c "import keras" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/keras_resnet_site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/keras_resnet_site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+if [ "${QUICK:-0}" = 1 ]; then
+  MODEL=(--model resnet8) STEPS=(--steps 2 --warmup 1 --eval-steps 1 --frameworks keras,jax)
+  PIPE=(--images 2048 --repeats 1) RECIPES=(--model resnet8 --images 5200 --steps 1 --warmup 1
+    --eval-images 256) LIMITS=(300 300 300 300)
+else  # at most 580 s in all: the device runs one command for 10 minutes at most
+  MODEL=(--model resnet18) STEPS=(--steps 50 --warmup 5) PIPE=() RECIPES=()
+  LIMITS=(150 150 60 220)
+fi
+
+# Printed, not saved: the device returns at most 8 files (the 4 logs and 4 JSON reports below).
+date -u
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+"$PYTHON" -c "import jax; print('jax', jax.__version__, jax.devices())"
+
+step() {  # step NAME LIMIT COMMAND...: run it, keep its output, never stop the session
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name"
+  timeout "$limit" "$@" 2>&1 | tee "$OUT/gpu_session-$name.log"
+  echo "== $name exited with ${PIPESTATUS[0]}"
+}
+
+step throughput-float32 "${LIMITS[0]}" "$PYTHON" benchmarks/throughput.py "${MODEL[@]}" "${STEPS[@]}" \
+  --batch-size 128 --json "$OUT/throughput-float32.json"
+step throughput-bfloat16 "${LIMITS[1]}" "$PYTHON" benchmarks/throughput.py "${MODEL[@]}" "${STEPS[@]}" \
+  --batch-size 512 --precision mixed_bfloat16 --json "$OUT/throughput-bfloat16.json"
+step input-pipeline "${LIMITS[2]}" "$PYTHON" benchmarks/input_pipeline.py "${PIPE[@]}" --batch-size 512 \
+  --against "$OUT/throughput-bfloat16.json" --json "$OUT/input_pipeline.json"
+step recipe-epochs "${LIMITS[3]}" "$PYTHON" benchmarks/recipe_epochs.py "${RECIPES[@]}" \
+  --json "$OUT/recipe_epochs.json"
