@@ -7,15 +7,18 @@ model that silently runs somewhere else.
 
 import importlib.metadata
 import os
+import platform
 import sys
 
 REQUIRED_BACKEND = "jax"
 # jaxlib 0.10's XLA hands CPU convolutions to YNNPACK; its Eigen convolutions are 1.5-3.6x
 # faster on ResNet's 3x3 shapes on x86-64 (benchmarks/cpu_convolutions.py), which nearly doubles
-# CPU training speed. Both compute in float32 without approximations. The flag only exists in
-# the jaxlib releases it was measured on, and XLA aborts on an unknown flag, hence the check.
+# CPU training speed. Both compute in float32 without approximations. It is set only where it
+# was measured: XLA aborts on an unknown flag (other jaxlib releases), and YNNPACK's balance
+# against Eigen may differ on other processors.
 EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 MEASURED_JAXLIB = "0.10."
+MEASURED_MACHINES = ("x86_64", "AMD64")
 
 
 def select_jax_backend() -> None:
@@ -41,7 +44,8 @@ def select_jax_backend() -> None:
 
 
 def prefer_eigen_convolutions() -> None:
-    """Add ``EIGEN_CONVOLUTIONS`` to ``XLA_FLAGS`` unless the user set that option already.
+    """Add ``EIGEN_CONVOLUTIONS`` to ``XLA_FLAGS`` on x86-64 with jaxlib 0.10, unless the user
+    set that option already.
 
     XLA reads the flags when JAX first uses a device, so this works even after ``import jax``.
     ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution`` restores
@@ -54,5 +58,5 @@ def prefer_eigen_convolutions() -> None:
         jaxlib = importlib.metadata.version("jaxlib")
     except importlib.metadata.PackageNotFoundError:
         return
-    if jaxlib.startswith(MEASURED_JAXLIB):
+    if jaxlib.startswith(MEASURED_JAXLIB) and platform.machine() in MEASURED_MACHINES:
         os.environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()

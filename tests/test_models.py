@@ -494,24 +494,27 @@ print(float(np.abs(np.asarray(conv(x, w)) - reference).max()))
 
 
 @pytest.mark.parametrize(
-    ("flags", "jaxlib", "expected"),
+    ("flags", "jaxlib", "machine", "expected"),
     [
-        ("", "0.10.2", EIGEN),
-        ("--xla_force_host_platform_device_count=4", "0.10.0",
+        ("", "0.10.2", "x86_64", EIGEN),
+        ("--xla_force_host_platform_device_count=4", "0.10.0", "x86_64",
          f"--xla_force_host_platform_device_count=4 {EIGEN}"),
         # The user's own choice of the option wins.
-        ("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution", "0.10.2",
+        ("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution", "0.10.2", "x86_64",
          "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"),
         # Other jaxlib releases may not know the flag, and XLA aborts on unknown flags.
-        ("", "0.11.0", ""),
+        ("", "0.11.0", "x86_64", ""),
+        # Measured on x86-64 only.
+        ("", "0.10.2", "aarch64", ""),
     ],
 )  # fmt: skip
-def test_eigen_convolutions_flag_respects_the_user_and_the_jaxlib_release(
-    monkeypatch, flags, jaxlib, expected
+def test_eigen_convolutions_flag_respects_the_user_the_jaxlib_release_and_the_machine(
+    monkeypatch, flags, jaxlib, machine, expected
 ):
     from keras_resnet import _backend
 
     monkeypatch.setenv("XLA_FLAGS", flags)
     monkeypatch.setattr(_backend.importlib.metadata, "version", lambda name: jaxlib)
+    monkeypatch.setattr(_backend.platform, "machine", lambda: machine)
     _backend.prefer_eigen_convolutions()
     assert _backend.os.environ["XLA_FLAGS"] == expected
