@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_resnet.augment import RandomCropFlip
 from keras_resnet.blocks import ResidualBlock
 
 # The notes' blocks are one Sequential: conv, BN, ReLU, conv, BN[, ReLU, conv, BN].
@@ -80,7 +81,7 @@ def _model_targets(model: keras.Model) -> dict[str, _Target]:
                     targets.update(_layer_targets(f"layer{stage}.{index}.{part}", sublayer))
         elif layer.name in _TOP_LEVEL:
             targets.update(_layer_targets(_TOP_LEVEL[layer.name], layer))
-        elif layer.weights and not isinstance(layer, keras.layers.Normalization):
+        elif layer.weights and not isinstance(layer, (keras.layers.Normalization, RandomCropFlip)):
             raise ValueError(f"layer {layer.name!r} has weights but no PyTorch counterpart")
     return targets
 
@@ -96,7 +97,8 @@ def load_torch_weights(model: keras.Model, state_dict: Mapping[str, Any]) -> Non
 
     Every problem (missing keys, unexpected keys, wrong shapes) is collected and raised as one
     ``ValueError`` before any weight is written, so a failed load leaves the model untouched.
-    The optional input ``Normalization`` layer has no PyTorch counterpart and is left as is.
+    The optional input ``Normalization`` and ``RandomCropFlip`` layers have no PyTorch
+    counterpart and are left as they are.
     """
     targets = _model_targets(model)
     given: dict[str, str] = {}  # canonical key -> the caller's key

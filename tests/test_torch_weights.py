@@ -171,10 +171,15 @@ def test_torchvision_naming_loads_into_the_imagenet_stem():
     assert max_logit_diff(torch_model, model, 64) < TOLERANCE
 
 
-def test_input_normalization_layer_is_skipped(resnet18_torch):
+def test_input_normalization_and_augmentation_layers_are_skipped(resnet18_torch):
     mean, std = 0.5, 0.25
-    model = keras_resnet.build("resnet18", input_normalization=((mean,) * 3, (std,) * 3))
+    model = keras_resnet.build(
+        "resnet18",
+        input_normalization=((mean,) * 3, (std,) * 3),
+        augmentation=keras_resnet.RandomCropFlip(cutout=8, name="augment"),
+    )
     load_torch_weights(model, resnet18_torch.state_dict())
+    assert int(model.get_layer("augment").step.value) == 0  # untouched
     x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype("float32")
     with torch.no_grad():
         expected = resnet18_torch(torch.from_numpy(x)).numpy()
