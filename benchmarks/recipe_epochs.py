@@ -45,14 +45,13 @@ from throughput import (  # benchmarks/ is not a package: found through sys.path
     tensorflow_imported,
 )
 
+from keras_resnet.recipes import RECIPES  # imports keras_resnet: the JAX backend first
+
 TEST_IMAGES = 10_000
 
 
 def time_recipe(name: str, args) -> dict:
     """One recipe: its compile, steady steps, one epoch's training and evaluation times."""
-    import keras_resnet  # noqa: F401  (selects the JAX backend before keras is imported)
-
-    # isort: split
     import keras
 
     from keras_resnet import callbacks, data, recipes, training
@@ -175,8 +174,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=positive_int, default=2, help="untimed steps first")
     parser.add_argument("--json", help="default: benchmarks/results/recipe_epochs-<device>.json")
     args = parser.parse_args(argv)
-    from keras_resnet.recipes import RECIPES
-
     args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     unknown = [r for r in args.recipes if r not in RECIPES]
     if unknown or not args.recipes:
@@ -186,7 +183,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from keras_resnet.recipes import RECIPES
 
     rows = []
     for name in args.recipes:

@@ -181,7 +181,6 @@ class CifarBatches(keras.utils.PyDataset):
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
         n = len(self.split)
         self._order = (
             np.random.default_rng([self.seed, epoch]).permutation(n) if self.train else np.arange(n)
