@@ -1,9 +1,14 @@
-"""ResNet (He et al. 2015, 2016) for Keras 3 on JAX, with the notes' CIFAR-10 trainer."""
+"""ResNet (He et al. 2015, 2016) for Keras 3 on JAX: layers, models, and what trains them.
 
-from keras_resnet._backend import prefer_eigen_convolutions, select_jax_backend
+This package is the library a Keras user imports. The CIFAR-10 trainer that ``train.py`` runs
+is ``keras_resnet.trainer``, built on it; the library never imports the trainer.
+Importing it sets a few process settings first (the JAX backend, quiet TensorFlow, XLA's CPU
+convolutions): ``keras_resnet.environment`` lists them and how to opt out.
+"""
 
-select_jax_backend()
-prefer_eigen_convolutions()
+from keras_resnet import environment
+
+environment.configure()
 
 from keras_resnet.augment import RandomCropFlip  # noqa: E402
 from keras_resnet.blocks import (  # noqa: E402
@@ -12,25 +17,49 @@ from keras_resnet.blocks import (  # noqa: E402
     PreActBasicBlock,
     PreActBottleneck,
 )
+from keras_resnet.callbacks import (  # noqa: E402
+    ResumableReduceLROnPlateau,
+    StopOnNaN,
+    StopOnSignal,
+)
+from keras_resnet.errors import (  # noqa: E402
+    ConfigError,
+    DataUnavailableError,
+    DivergedError,
+    KerasResnetError,
+    ModelFileError,
+    RunFolderError,
+)
 from keras_resnet.losses import SmoothedSparseCrossentropy  # noqa: E402
 from keras_resnet.models import ModelSpec, build, get_spec, list_models  # noqa: E402
 from keras_resnet.optimizers import TorchSGD  # noqa: E402  (registered for loading checkpoints)
+from keras_resnet.saving import load_model  # noqa: E402
 from keras_resnet.schedules import Triangular  # noqa: E402
 from keras_resnet.torch_weights import load_torch_weights  # noqa: E402
 
 __all__ = [
     "BasicBlock",
     "Bottleneck",
+    "ConfigError",
+    "DataUnavailableError",
+    "DivergedError",
+    "KerasResnetError",
+    "ModelFileError",
     "ModelSpec",
     "PreActBasicBlock",
     "PreActBottleneck",
     "RandomCropFlip",
+    "ResumableReduceLROnPlateau",
+    "RunFolderError",
     "SmoothedSparseCrossentropy",
+    "StopOnNaN",
+    "StopOnSignal",
     "TorchSGD",
     "Triangular",
     "build",
     "get_spec",
     "list_models",
+    "load_model",
     "load_torch_weights",
 ]
 __version__ = "0.1.0"

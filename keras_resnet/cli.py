@@ -1,9 +1,10 @@
 """Command line: ``python train.py``, and ``python -m keras_resnet`` with the subcommands
 train, evaluate, predict, list and experiment.
 
-Every error a user can cause ends as one line on stderr and a non-zero exit code, never a
-traceback: 2 for bad arguments, 1 for a run that cannot go on, 130 after Ctrl-C and 143
-after SIGTERM.
+Each subcommand is one function with typed arguments; this module only turns flags into those
+arguments. The errors a user can cause (``keras_resnet.errors``) end as one line on stderr:
+exit code 2 for a bad setting, shown as its flag, and 1 for a run that cannot go on. 130 after
+Ctrl-C, 143 after SIGTERM. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,14 +15,107 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from keras_resnet.data import DataUnavailableError
-from keras_resnet.recipes import RECIPES, resolve
-from keras_resnet.saving import RunError
-from keras_resnet.training import RESUMABLE_CHANGES, TrainConfig, load_config
+from keras_resnet.errors import ConfigError, KerasResnetError
+from keras_resnet.trainer.config import (
+    LOG_FORMATS,
+    NOTES,
+    PRECISIONS,
+    RECIPES,
+    SCHEDULES,
+    TrainConfig,
+)
+from keras_resnet.trainer.run_folder import RunFolder
 
-EXIT_FAILED, EXIT_USAGE = 1, 2
+DEGRADATION_DEPTHS = (20, 32, 44, 56)
+DEPTH_MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 
 
+# The subcommands.
+def train(
+    config: TrainConfig,
+    *,
+    overwrite: bool = False,
+    devices: int | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> int:
+    from keras_resnet.trainer import distributed, fit
+
+    topology = distributed.setup(devices, coordinator, num_processes, process_id)
+    fit.train(config, overwrite=overwrite, topology=topology)
+    return 0
+
+
+def evaluate(
+    model_path: Path,
+    *,
+    data_dir: str | None = None,
+    synthetic: bool = False,
+    seed: int = 0,
+    batch_size: int = 1000,
+    output_dir: Path | None = None,
+) -> int:
+    """Test accuracy and per-class accuracy of a saved model; the results go beside it."""
+    from keras_resnet.saving import load_model
+    from keras_resnet.trainer import evaluation
+
+    if seed < 0:
+        raise ConfigError("seed", f"must be 0 or more, got {seed}")
+    model = load_model(model_path)
+    metrics = evaluation.evaluate_saved(
+        model, str(model_path), data_dir, synthetic, seed, batch_size
+    )
+    metrics_path, figure_path = evaluation.write_report(metrics, model_path, output_dir)
+    accuracy, loss = metrics["test_accuracy"], metrics["test_loss"]
+    print(f"test accuracy: {100 * accuracy:.2f}%  test loss: {loss:.4f}")
+    for name, accuracy in metrics["per_class_accuracy"].items():
+        print(f"  {name:<11} {100 * accuracy:6.2f}%")
+    print(f"wrote {metrics_path} and {figure_path}")
+    return 0
+
+
+def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
+    """The ``top`` likeliest classes of each image file."""
+    from keras_resnet.saving import load_model
+    from keras_resnet.trainer import evaluation
+
+    model = load_model(model_path)
+    ranked_classes = evaluation.classify_files(model, str(model_path), images, top)
+    for path, ranked in zip(images, ranked_classes, strict=True):
+        print(f"{path}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked))
+    return 0
+
+
+def list_models() -> int:
+    """The registry, with trainable parameter counts for 10 classes."""
+    from keras_resnet.models import count_parameters as parameter_count
+    from keras_resnet.models import get_spec, list_models
+
+    print(f"{'model':<18} {'block':<18} {'depths':<16} {'shortcut':<8} {'params':>12}")
+    for name in list_models():
+        spec = get_spec(name)
+        depths = "-".join(map(str, spec.depths))
+        params = parameter_count(name)
+        print(f"{name:<18} {spec.block:<18} {depths:<16} {spec.shortcut:<8} {params:>12,}")
+    return 0
+
+
+def experiment(
+    study: str, models: Sequence, output_dir: Path | None, recipe: str, **settings
+) -> int:
+    """The notes' studies: ``degradation`` (depths) or ``depth`` (model names)."""
+    from keras_resnet.trainer import experiments
+
+    output_dir = output_dir or Path("runs") / study
+    if study == "degradation":
+        experiments.degradation(models, output_dir, recipe, **settings)
+    else:
+        experiments.depth(models, output_dir, recipe, **settings)
+    return 0
+
+
+# Flags to arguments.
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -32,39 +126,39 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _choices(values: Sequence) -> str:
+    return ", ".join(map(str, values))
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags for every TrainConfig field; defaults are suppressed so we know what was given."""
-    d = TrainConfig()
+    """Flags for every TrainConfig field; defaults are left unset so that the recipe's apply."""
+    d = NOTES
     a = parser.add_argument
-    a("--recipe", help=f"preset: {', '.join(RECIPES)} (default {d.recipe}); flags override it")
-    a("--model", help=f"registered name, see `python -m keras_resnet list` (default {d.model})")
-    a("--epochs", type=_positive_int, help=f"default {d.epochs}")
-    a("--batch-size", type=_positive_int, help=f"default {d.batch_size}")
-    a("--lr", type=float, help=f"initial learning rate (default {d.lr})")
-    a("--momentum", type=float, help=f"default {d.momentum}")
+    a("--recipe", help=f"preset: {_choices(RECIPES)} (default note); flags override it")
+    a("--model", help=f"registered name, see `python -m keras_resnet list` (default {d['model']})")
+    a("--epochs", type=_positive_int, help=f"default {d['epochs']}")
+    a("--batch-size", type=_positive_int, help=f"default {d['batch_size']}")
+    a("--lr", type=float, help=f"initial learning rate (default {d['lr']})")
+    a("--momentum", type=float, help=f"default {d['momentum']}")
     a("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
-    a("--weight-decay", type=float, help=f"L2 in PyTorch's sense (default {d.weight_decay})")
-    a("--schedule", help="plateau (cut when accuracy stalls; default) or steps (at milestones)")
-    a("--lr-patience", type=_positive_int, help=f"stalled epochs before a cut ({d.lr_patience})")
-    a("--lr-factor", type=float, help=f"learning-rate cut (default {d.lr_factor})")
-    a("--min-lr", type=float, help=f"plateau schedule's floor (default {d.min_lr})")
+    a("--weight-decay", type=float, help=f"L2 in PyTorch's sense (default {d['weight_decay']})")
+    a("--schedule", help=f"{_choices(SCHEDULES)} (default {d['schedule']})")
+    a("--lr-patience", type=_positive_int, help=f"plateau: stalled epochs ({d['lr_patience']})")
+    a("--lr-factor", type=float, help=f"learning-rate cut (default {d['lr_factor']})")
+    a("--min-lr", type=float, help=f"plateau schedule's floor (default {d['min_lr']})")
     a("--lr-milestones", type=_positive_int, nargs="+", metavar="STEP", help="steps' cuts")
-    a("--warmup-lr", type=float, help="steps schedule: learning rate during the warm-up")
-    a("--warmup-steps", type=int, help="steps schedule: warm-up length in iterations")
-    a(
-        "--seed",
-        type=int,
-        help=f"fixes initial weights, data order, augmentation (default {d.seed})",
-    )
+    a("--warmup-lr", type=float, help="steps or triangular schedule: warm-up learning rate")
+    a("--warmup-steps", type=int, help="steps or triangular schedule: warm-up iterations")
+    a("--seed", type=int, help="fixes initial weights, data order, augmentation (default 0)")
     a("--label-smoothing", type=float, help="label smoothing of the loss (default 0)")
     a("--cutout", type=int, help="zero a random square of this many pixels a side (default 0)")
     a("--flip-tta", action=argparse.BooleanOptionalAction, help="average with mirror images")
     a("--data-dir", help="tfds data_dir holding (or to receive) cifar10; default: tfds's own")
-    a("--synthetic", action="store_true", help="generated CIFAR-shaped data: no download needed")
+    a("--synthetic", action="store_const", const=True, help="generated data: no download")
     a("--train-size", type=_positive_int, help="train on the first N training images")
     a("--val-size", type=int, help="hold out N training images for validation (paper: 5000)")
-    a("--precision", help="float32 (default) or mixed_bfloat16")
-    a("--log-format", help="keras (progress bar, default) or note (the notes' periodic lines)")
+    a("--precision", help=f"{_choices(PRECISIONS)} (default {d['precision']})")
+    a("--log-format", help=f"{_choices(LOG_FORMATS)} (default {d['log_format']})")
     a("--output-dir", help="run folder (default runs/<model>; re-running resumes it)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved settings")
     a("--overwrite", action="store_true", help="replace a run already in the output folder")
@@ -75,77 +169,49 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The flags given, on top of the recipe, or on top of the saved run with ``--resume``
+    (``train`` then refuses any setting that may not change)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if not given.get("synthetic"):
-        given.pop("synthetic", None)
-    if "lr_milestones" in given:
-        given["lr_milestones"] = tuple(given["lr_milestones"])
     if not args.resume:
-        return resolve(**given)
-    saved = dataclasses.asdict(load_config(Path(args.resume)))
-    fixed = sorted(k for k in given if k not in RESUMABLE_CHANGES and given[k] != saved.get(k))
-    if fixed:
-        raise RunError(
-            f"--resume keeps the run's settings; cannot change {', '.join(fixed)} "
-            f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
-        )
-    return TrainConfig(**{**saved, **given, "output_dir": args.resume})
-
-
-def _train(args: argparse.Namespace) -> int:
-    from keras_resnet import distributed
-    from keras_resnet.training import train
-
-    config = config_from_args(args)
-    config.validate()  # before joining other hosts
-    topology = distributed.setup(
-        args.devices, args.coordinator, args.num_processes, args.process_id
+        return TrainConfig(**given)
+    return dataclasses.replace(
+        RunFolder(args.resume).read_config(), **given, output_dir=args.resume
     )
-    train(config, overwrite=args.overwrite, topology=topology)
-    return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from keras_resnet import commands
+def _run_train(args: argparse.Namespace) -> int:
+    return train(
+        config_from_args(args),
+        overwrite=args.overwrite,
+        devices=args.devices,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
 
-    return commands.evaluate(args)
+
+# The experiments' own flags, declared once: (flag, argparse keywords) by setting name.
+EXPERIMENT_SETTINGS = {
+    "epochs": ("--epochs", {"type": _positive_int, "help": "overrides the recipe's"}),
+    "train_size": ("--subset", {"type": _positive_int, "help": "train on N images"}),
+    "synthetic": (
+        "--synthetic",
+        {"action": "store_const", "const": True, "help": "generated data: no download"},
+    ),
+    "batch_size": ("--batch-size", {"type": _positive_int}),
+    "seed": ("--seed", {"type": int}),
+    "data_dir": ("--data-dir", {"help": "tfds data_dir holding cifar10"}),
+    "precision": ("--precision", {"help": _choices(PRECISIONS)}),
+}
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from keras_resnet import commands
-
-    return commands.predict(args)
-
-
-def _experiment(args: argparse.Namespace) -> int:
-    from keras_resnet import experiments
-
-    flags = {
-        k: getattr(args, k)
-        for k in ("epochs", "train_size", "batch_size", "seed", "data_dir", "precision")
-        if getattr(args, k) is not None
+def _run_experiment(args: argparse.Namespace) -> int:
+    settings = {
+        name: getattr(args, name) for name in EXPERIMENT_SETTINGS if getattr(args, name) is not None
     }
-    if args.synthetic:
-        flags["synthetic"] = True
-    output_dir = args.output_dir or f"runs/{args.study}"
-    if args.study == "degradation":
-        experiments.degradation(args.depths, output_dir, args.recipe, **flags)
-    else:
-        experiments.depth(args.models, output_dir, args.recipe, **flags)
-    return 0
-
-
-def _list(args: argparse.Namespace) -> int:
-    from keras_resnet.models import count_parameters, get_spec, list_models
-
-    print(f"{'model':<18} {'block':<18} {'depths':<16} {'shortcut':<8} {'params':>12}")
-    for name in list_models():
-        spec = get_spec(name)
-        depths = "-".join(map(str, spec.depths))
-        params = count_parameters(name)
-        print(f"{name:<18} {spec.block:<18} {depths:<16} {spec.shortcut:<8} {params:>12,}")
-    return 0
+    models = args.depths if args.study == "degradation" else args.models
+    return experiment(args.study, models, args.output_dir, args.recipe, **settings)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -153,61 +219,77 @@ def make_parser() -> argparse.ArgumentParser:
         prog="python -m keras_resnet", description="ResNet on CIFAR-10 with Keras 3 and JAX."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train a model (same as python train.py)")
-    add_train_arguments(train)
-    train.set_defaults(run=_train)
+    train_parser = commands.add_parser("train", help="train a model (same as python train.py)")
+    add_train_arguments(train_parser)
+    train_parser.set_defaults(run=_run_train, parser=train_parser)
 
-    evaluate = commands.add_parser("evaluate", help="test accuracy of a saved model")
-    evaluate.add_argument("model_path", metavar="MODEL.keras")
-    evaluate.add_argument("--data-dir", help="tfds data_dir holding cifar10")
-    evaluate.add_argument("--synthetic", action="store_true", help="the generated test set")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the generated data")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=1000)
-    evaluate.add_argument(
-        "--output-dir", help="where metrics.json goes (default: beside the model)"
+    evaluate_parser = commands.add_parser("evaluate", help="test accuracy of a saved model")
+    a = evaluate_parser.add_argument
+    a("model_path", metavar="MODEL.keras", type=Path)
+    a("--data-dir", help="tfds data_dir holding cifar10")
+    a("--synthetic", action="store_true", help="the generated test set")
+    a("--seed", type=int, default=0, help="which generated images (the classes stay the same)")
+    a("--batch-size", type=_positive_int, default=1000)
+    a("--output-dir", type=Path, help="where the results go (default: beside the model)")
+    evaluate_parser.set_defaults(
+        parser=evaluate_parser,
+        run=lambda args: evaluate(
+            args.model_path,
+            data_dir=args.data_dir,
+            synthetic=args.synthetic,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            output_dir=args.output_dir,
+        ),
     )
-    evaluate.set_defaults(run=_evaluate)
 
-    predict = commands.add_parser("predict", help="classify image files with a saved model")
-    predict.add_argument("model_path", metavar="MODEL.keras")
-    predict.add_argument("images", metavar="IMAGE", nargs="+")
-    predict.add_argument("--top", type=_positive_int, default=3, help="classes shown per image")
-    predict.set_defaults(run=_predict)
+    predict_parser = commands.add_parser("predict", help="classify image files with a saved model")
+    a = predict_parser.add_argument
+    a("model_path", metavar="MODEL.keras", type=Path)
+    a("images", metavar="IMAGE", nargs="+", type=Path)
+    a("--top", type=_positive_int, default=3, help="classes shown per image")
+    predict_parser.set_defaults(
+        parser=predict_parser, run=lambda args: predict(args.model_path, args.images, args.top)
+    )
 
     listing = commands.add_parser("list", help="registered models and their parameter counts")
-    listing.set_defaults(run=_list)
+    listing.set_defaults(parser=listing, run=lambda args: list_models())
 
-    experiment = commands.add_parser("experiment", help="the notes' experiments")
-    studies = experiment.add_subparsers(dest="study", required=True)
+    experiment_parser = commands.add_parser("experiment", help="the notes' experiments")
+    studies = experiment_parser.add_subparsers(dest="study", required=True)
     degradation = studies.add_parser("degradation", help="plain vs residual nets by depth")
-    degradation.add_argument("--depths", type=_positive_int, nargs="+", default=[20, 32, 44, 56])
-    depth = studies.add_parser("depth", help="test error by depth beside the paper's")
-    depth.add_argument(
-        "--models", nargs="+", default=["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+    degradation.add_argument(
+        "--depths", type=_positive_int, nargs="+", default=list(DEGRADATION_DEPTHS)
     )
+    depth = studies.add_parser("depth", help="test error by depth beside the paper's")
+    depth.add_argument("--models", nargs="+", default=list(DEPTH_MODELS))
     for study in (degradation, depth):
-        a = study.add_argument
-        a("--recipe", default="paper", help="training recipe for every model (default paper)")
-        a("--epochs", type=_positive_int, help="overrides the recipe's")
-        a("--subset", type=_positive_int, dest="train_size", help="train on N images")
-        a("--synthetic", action="store_true", help="generated data: no download")
-        a("--batch-size", type=_positive_int)
-        a("--seed", type=int)
-        a("--data-dir", help="tfds data_dir holding cifar10")
-        a("--precision", help="float32 (default) or mixed_bfloat16")
-        a("--output-dir", help="the study's folder (default runs/<study>)")
-        study.set_defaults(run=_experiment)
+        study.add_argument("--recipe", default="paper", help="recipe for every model (paper)")
+        for name, (flag, keywords) in EXPERIMENT_SETTINGS.items():
+            study.add_argument(flag, dest=name, **keywords)
+        study.add_argument("--output-dir", type=Path, help="the study's folder (runs/<study>)")
+        study.set_defaults(run=_run_experiment, parser=study)
     return parser
+
+
+def _flag(parser: argparse.ArgumentParser, parameter: str) -> str:
+    """The flag that sets ``parameter`` in ``parser``, or the parameter's own name."""
+    for action in parser._actions:
+        if action.dest == parameter and action.option_strings:
+            return action.option_strings[-1]
+    return parameter
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:
-        parser.exit(EXIT_USAGE, f"error: {error}\n")
-    except (RunError, DataUnavailableError) as error:
-        parser.exit(EXIT_FAILED, f"error: {error}\n")
+    except ConfigError as error:
+        parser.exit(
+            error.exit_code, f"error: {_flag(args.parser, error.parameter)} {error.reason}\n"
+        )
+    except KerasResnetError as error:
+        parser.exit(error.exit_code, f"error: {error}\n")
     except KeyboardInterrupt as interrupt:  # training printed how to resume
         return 128 + getattr(interrupt, "signum", signal.SIGINT)
 
@@ -222,5 +304,5 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         prog="train.py", description="Train a ResNet on CIFAR-10 with the notes' recipe."
     )
     add_train_arguments(parser)
-    parser.set_defaults(run=_train)
+    parser.set_defaults(run=_run_train, parser=parser)
     return run(parser, argv)

@@ -1,31 +1,26 @@
-"""Reading saved models safely, and the error every run-folder problem is reported with."""
+"""Reading ``.keras`` model files safely: any failure is one ``ModelFileError`` naming the file."""
 
 from __future__ import annotations
 
-import tempfile
 import zipfile
 from pathlib import Path
 
 import keras
 
-from keras_resnet import io
-
-
-class RunError(RuntimeError):
-    """A run folder or model file cannot be used as asked; the message says why and what to do."""
+from keras_resnet.errors import ModelFileError
 
 
 def load_model(path: str | Path) -> keras.Model:
     """Load a ``.keras`` file in safe mode; any failure names the file in one line.
 
-    Only the ``.keras`` zip format is read: it is what ``train.py`` writes, and it holds data,
+    Only the ``.keras`` zip format is read: it is what the trainer writes, and it holds data,
     not code, so safe mode can refuse the one way it carries code (Python lambdas).
     """
     path = Path(path)
     if not path.is_file():
-        raise RunError(f"{str(path)!r} is not a file")
+        raise ModelFileError(f"{str(path)!r} is not a file")
     if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise RunError(
+        raise ModelFileError(
             f"cannot load model {str(path)!r}: not a .keras model file (a zip archive); "
             "it may be damaged, truncated or of another format"
         )
@@ -34,27 +29,14 @@ def load_model(path: str | Path) -> keras.Model:
     except Exception as error:  # a corrupt archive, a foreign layer, unsafe code: one clear line
         reason = " ".join(f"{type(error).__name__}: {error}".split())
         if "safe_mode" in reason:  # Keras's safe mode refused a Python lambda
-            raise RunError(
+            raise ModelFileError(
                 f"refused to load model {str(path)!r}: it contains Python code (a Lambda layer "
                 "or lambda function), and running code from a model file is unsafe; load it with "
                 "Keras's safe mode off only if you trust its source"
             ) from error
-        raise RunError(f"cannot load model {str(path)!r}: {reason}") from error
+        raise ModelFileError(f"cannot load model {str(path)!r}: {reason}") from error
     if not isinstance(model, keras.Model):
-        raise RunError(
+        raise ModelFileError(
             f"cannot load model {str(path)!r}: it holds a {type(model).__name__}, not a model"
         )
     return model
-
-
-def save_model(model: keras.Model, path: str | Path, write: bool = True) -> None:
-    """Save ``model`` to ``path`` atomically; with ``write`` false, take part without writing.
-
-    In a multi-host run saving gathers arrays that live on every host, so every process must
-    call it at the same point; only the first process keeps the file.
-    """
-    if write:
-        io.save_atomically(path, model.save)
-        return
-    with tempfile.TemporaryDirectory() as scratch:
-        model.save(Path(scratch) / Path(path).name)

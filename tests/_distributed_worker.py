@@ -16,8 +16,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_resnet  # noqa: E402, F401
-from keras_resnet import distributed, io, models  # noqa: E402
-from keras_resnet.training import TrainConfig, train  # noqa: E402
+from keras_resnet import models  # noqa: E402
+from keras_resnet.trainer import distributed, io  # noqa: E402
+from keras_resnet.trainer.config import TrainConfig  # noqa: E402
+from keras_resnet.trainer.fit import train  # noqa: E402
 
 models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 

@@ -6,8 +6,8 @@ import pytest
 
 from keras_resnet import build
 from keras_resnet.augment import RandomCropFlip
-from keras_resnet.data import PAD
 from keras_resnet.saving import load_model
+from keras_resnet.trainer.data import PAD
 
 
 def nonzero_images(n: int, seed: int = 0) -> np.ndarray:

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from keras_resnet import data
-from keras_resnet.data import (
+from keras_resnet.trainer import data
+from keras_resnet.trainer.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     CLASS_NAMES,
@@ -208,16 +208,16 @@ def test_subset_train_size_keeps_first_of_the_rest(small_data):
 
 def test_subset_rejects_bad_sizes(small_data):
     for val_size in (50, 51, -1):
-        with pytest.raises(ValueError, match="--val-size") as info:
+        with pytest.raises(ValueError, match="val_size") as info:
             subset(small_data, val_size=val_size)
         assert f"got {val_size}" in str(info.value)
         assert "49" in str(info.value)  # the largest allowed value
     for train_size in (0, 41, -3):
-        with pytest.raises(ValueError, match="--train-size") as info:
+        with pytest.raises(ValueError, match="train_size") as info:
             subset(small_data, train_size=train_size, val_size=10)
         assert f"got {train_size}" in str(info.value)
         assert "40" in str(info.value)  # the images left after validation
-    with pytest.raises(ValueError, match=r"--train-size.* 50 .*got 51"):
+    with pytest.raises(ValueError, match=r"train_size.* 50 .*got 51"):
         subset(small_data, train_size=51)
 
 

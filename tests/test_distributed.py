@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_resnet import distributed
+from keras_resnet.trainer import distributed
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 
@@ -121,18 +121,18 @@ def test_a_stopped_two_process_run_resumes_on_both_processes(tmp_path, one_devic
 
 
 def test_a_batch_that_does_not_divide_over_the_devices_is_refused():
-    with pytest.raises(ValueError, match="--batch-size 130 does not divide over 4 devices"):
+    with pytest.raises(ValueError, match="batch_size 130 does not divide over 4 devices"):
         distributed.check_batch_size(130, distributed.Topology(devices=4))
     distributed.check_batch_size(128, distributed.Topology(devices=4))
 
 
 def test_more_devices_than_there_are_is_refused():
-    with pytest.raises(ValueError, match="--devices must be between 1 and 1, got 3"):
+    with pytest.raises(ValueError, match="devices must be between 1 and 1, got 3"):
         distributed.setup(devices=3)
 
 
 def test_multi_host_flags_come_together():
-    with pytest.raises(ValueError, match="needs --coordinator HOST:PORT, --num-processes N"):
+    with pytest.raises(ValueError, match="coordinator HOST:PORT, num_processes N and process_id"):
         distributed.setup(coordinator="127.0.0.1:1234")
-    with pytest.raises(ValueError, match="--process-id must be between 0 and 1, got 2"):
+    with pytest.raises(ValueError, match="process_id must be between 0 and 1, got 2"):
         distributed.setup(coordinator="127.0.0.1:1234", num_processes=2, process_id=2)

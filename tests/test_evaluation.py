@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet.data import CLASS_NAMES, Split
-from keras_resnet.evaluation import cross_entropy, evaluate, predict_logits
+from keras_resnet.trainer.data import CLASS_NAMES, Split
+from keras_resnet.trainer.evaluation import cross_entropy, evaluate, predict_logits
 
 
 def small_model(mirror_symmetric: bool) -> keras.Model:

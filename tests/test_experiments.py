@@ -4,8 +4,9 @@ import csv
 
 import pytest
 
-from keras_resnet import cli, experiments, reports
-from keras_resnet.training import train as real_train
+from keras_resnet import cli
+from keras_resnet.trainer import experiments, reports
+from keras_resnet.trainer.fit import train as real_train
 
 FLAGS = dict(epochs=1, train_size=128, batch_size=64, synthetic=True)
 
@@ -69,7 +70,7 @@ def test_the_cli_passes_the_studys_flags_through(tmp_path, monkeypatch):
     )
     argv = ["experiment", "degradation", "--depths", "20", "56", "--epochs", "3", "--subset", "500"]
     assert cli.main([*argv, "--synthetic", "--output-dir", str(tmp_path)]) == 0
-    assert seen["args"] == ([20, 56], str(tmp_path), "paper")
+    assert seen["args"] == ([20, 56], tmp_path, "paper")
     assert seen["flags"] == {"epochs": 3, "train_size": 500, "synthetic": True}
 
 

@@ -16,9 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_resnet import build, cli, data, get_spec, list_models, training
+from keras_resnet import build, cli, get_spec, list_models
 from keras_resnet.blocks import BLOCKS, SHORTCUTS, BasicBlock
 from keras_resnet.models import POOLINGS, STEMS
+from keras_resnet.trainer import config as trainer_config
+from keras_resnet.trainer import data, fit
 
 FUZZ = settings(
     max_examples=100,
@@ -310,8 +312,8 @@ TRAIN_FLAGS = {
     "--seed": (st.integers(0, 2**32 - 1).map(str), _numbers(-5, 5)),
     "--train-size": (st.integers(1, 1000).map(str), _numbers(-5, 5000)),
     "--val-size": (st.integers(0, 1000).map(str), _numbers(-5, 5000)),
-    "--precision": (st.sampled_from(training.PRECISIONS), st.text(max_size=8)),
-    "--log-format": (st.sampled_from(training.LOG_FORMATS), st.text(max_size=8)),
+    "--precision": (st.sampled_from(trainer_config.PRECISIONS), st.text(max_size=8)),
+    "--log-format": (st.sampled_from(trainer_config.LOG_FORMATS), st.text(max_size=8)),
     "--model": (st.sampled_from(["resnet20", "plain20", "preact_resnet18"]), st.text(max_size=8)),
 }
 EXTRA_FLAGS = ["--recipe", "--data-dir", "--output-dir", "--resume", "--synthetic", "--overwrite"]
@@ -382,7 +384,7 @@ def stubbed_training(monkeypatch, tmp_path):
 
     monkeypatch.setattr(data, "synthetic_cifar10", generate)
     monkeypatch.setattr(data, "load_cifar10", lambda data_dir=None: synthetic)
-    monkeypatch.setattr(training, "_new_model", stop)
+    monkeypatch.setattr(fit, "build_model", stop)
     monkeypatch.chdir(tmp_path)  # the default runs/<model> folder lands here
     (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 junk")
     return str(tmp_path)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resnet.data import CLASS_NAMES
-from keras_resnet.images import ImageError, load_image, softmax, top_k
+from keras_resnet.trainer.data import CLASS_NAMES
+from keras_resnet.trainer.images import ImageError, load_image, softmax, top_k
 
 SIZE = (32, 32)
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from keras_resnet import cli
-from keras_resnet.recipes import RECIPES, resolve
-from keras_resnet.training import TrainConfig, learning_rate, train
+from keras_resnet.errors import ConfigError
+from keras_resnet.trainer.config import RECIPES, TrainConfig, resolve
+from keras_resnet.trainer.fit import learning_rate, train
 
 
 def test_note_recipe_is_the_notes_run():
@@ -54,7 +55,7 @@ def test_fast_recipe_is_the_tuned_resnet18_run():
 
 
 def test_unknown_recipe_names_the_valid_ones():
-    with pytest.raises(ValueError, match="Unknown recipe 'fastest'; valid: note, paper, fast"):
+    with pytest.raises(ConfigError, match="recipe must be one of note, paper, fast, got 'fastest'"):
         resolve("fastest")
 
 
@@ -70,22 +71,36 @@ def test_plateau_schedule_is_a_plain_rate_the_callback_can_change():
 
 
 def test_warm_up_needs_the_steps_schedule():
-    with pytest.raises(ValueError, match="--warmup-steps needs --schedule steps"):
-        TrainConfig(warmup_steps=10, warmup_lr=0.01).validate()
+    with pytest.raises(ConfigError, match="warmup_steps needs the steps or triangular schedule"):
+        TrainConfig(warmup_steps=10, warmup_lr=0.01)
 
 
 def test_a_constant_warm_up_needs_a_rate_and_a_ramp_may_start_at_zero():
-    with pytest.raises(ValueError, match=r"--schedule steps needs a positive --warmup-lr.* 0\.0"):
-        TrainConfig(schedule="steps", warmup_steps=10).validate()
-    with pytest.raises(ValueError, match="--warmup-steps must be 0 or more, got -1"):
-        TrainConfig(schedule="triangular", warmup_steps=-1).validate()
-    TrainConfig(schedule="triangular", warmup_steps=10).validate()  # from 0 up to --lr
+    with pytest.raises(ConfigError, match=r"warmup_lr must be positive .* steps schedule.* 0\.0"):
+        TrainConfig(schedule="steps", warmup_steps=10)
+    with pytest.raises(ConfigError, match="warmup_steps must be a step count from 0 to"):
+        TrainConfig(schedule="triangular", warmup_steps=-1)
+    TrainConfig(schedule="triangular", warmup_steps=10)  # from 0 up to lr
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_every_recipe_is_a_valid_configuration(name):
-    resolve(name).validate()
-    resolve(name, model="resnet110").validate()
+    assert resolve(name).recipe == name
+    assert resolve(name, model="resnet110").model == "resnet110"
+
+
+def test_a_config_made_from_a_recipe_name_is_that_recipe():
+    """TrainConfig(recipe=...) means what --recipe means: the preset, then what is given."""
+    assert TrainConfig(recipe="paper") == resolve("paper")
+    assert TrainConfig(recipe="fast").batch_size == 512
+    assert TrainConfig(recipe="paper", model="resnet110").warmup_steps == 400
+    assert TrainConfig(recipe="paper", model="resnet20").warmup_steps == 0
+    assert TrainConfig(recipe="paper", model="resnet20", warmup_steps=50).warmup_steps == 50
+
+
+def test_a_saved_config_round_trips_through_json():
+    config = TrainConfig(recipe="paper", model="resnet20", epochs=3)
+    assert TrainConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
 
 
 def test_the_fast_recipe_trains_end_to_end(tmp_path):
@@ -117,7 +132,7 @@ def test_cli_records_the_resolved_recipe_in_config_json(tmp_path, monkeypatch):
         seen["config"] = config
         return tmp_path
 
-    monkeypatch.setattr("keras_resnet.training.train", fake_train)
+    monkeypatch.setattr("keras_resnet.trainer.fit.train", fake_train)
     argv = [
         "--recipe",
         "paper",

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resnet.data import CLASS_NAMES
-from keras_resnet.reports import lr_cuts, plot_confusion_matrix, plot_curves
+from keras_resnet.trainer.data import CLASS_NAMES
+from keras_resnet.trainer.reports import lr_cuts, plot_confusion_matrix, plot_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from keras_resnet import cli, models
-from keras_resnet.callbacks import NoteLog, ResumableReduceLROnPlateau
-from keras_resnet.saving import RunError
-from keras_resnet.training import TrainConfig, train
+from keras_resnet.callbacks import ResumableReduceLROnPlateau
+from keras_resnet.errors import ConfigError, DivergedError, ModelFileError
+from keras_resnet.errors import RunFolderError as RunError
+from keras_resnet.trainer.callbacks import NoteLog
+from keras_resnet.trainer.config import TrainConfig
+from keras_resnet.trainer.fit import train
 
 # A two-stage net small enough to train in seconds; the recipe is the same as for resnet18.
 models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
@@ -76,11 +79,19 @@ def test_one_epoch_run_writes_every_file_and_evaluate_reproduces_its_accuracy(tm
         ["evaluate", str(run_dir / "model.keras"), "--synthetic", "--output-dir", str(out)]
     )
     assert code == 0
-    again = json.loads((out / "metrics.json").read_text())
+    again = json.loads((out / "model-evaluation.json").read_text())
     assert again["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert again["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-5)
-    assert (out / "confusion_matrix.png").is_file()
+    assert (out / "model-confusion_matrix.png").is_file()
     assert f"{100 * metrics['test_accuracy']:.2f}%" in capsys.readouterr().out
+
+
+def test_evaluating_a_runs_model_in_place_keeps_the_runs_own_metrics(tmp_path):
+    run_dir = train(tiny_config(tmp_path), verbose=0)
+    before = (run_dir / "metrics.json").read_bytes()
+    assert cli.main(["evaluate", str(run_dir / "best.keras"), "--synthetic", "--seed", "1"]) == 0
+    assert (run_dir / "metrics.json").read_bytes() == before
+    assert (run_dir / "best-evaluation.json").is_file()
 
 
 def test_interrupted_run_resumes_to_the_same_weights_as_an_unbroken_one(tmp_path):
@@ -121,26 +132,44 @@ def test_finished_run_is_refused_unless_overwritten_or_extended(tmp_path):
     "overrides, message",
     [
         (dict(model="resnet19"), "Unknown model 'resnet19'. Did you mean 'resnet18'"),
-        (dict(epochs=0), "--epochs must be a positive integer, got 0"),
-        (dict(batch_size=-1), "--batch-size must be a positive integer, got -1"),
-        (dict(lr=0.0), "--lr must be a positive number, got 0.0"),
-        (dict(lr=float("inf")), "--lr must be a positive number, got inf"),
-        (dict(weight_decay=-1e-4), "--weight-decay must be a non-negative number, got -0.0001"),
-        (dict(min_lr=0.5), "--min-lr must be at least 0 and below --lr, got 0.5"),
-        (dict(seed=-1), "--seed must be an integer from 0 to 2**32 - 1, got -1"),
+        (dict(epochs=0), "epochs must be a positive integer, got 0"),
+        (dict(batch_size=-1), "batch_size must be a positive integer, got -1"),
+        (dict(lr=0.0), "lr must be a positive number, got 0.0"),
+        (dict(lr=float("inf")), "lr must be a positive number, got inf"),
+        (dict(weight_decay=-1e-4), "weight_decay must be a non-negative number, got -0.0001"),
+        (dict(min_lr=0.5), "min_lr must be at least 0 and below lr (0.1), got 0.5"),
+        (dict(seed=-1), "seed must be an integer from 0 to 2**32 - 1, got -1"),
         (
             dict(precision="float8"),
-            "--precision must be one of float32, mixed_bfloat16, got 'float8'",
+            "precision must be one of float32, mixed_bfloat16, got 'float8'",
         ),
-        (dict(log_format="json"), "--log-format must be one of keras, note, got 'json'"),
-        (dict(val_size=-5), "--val-size must be 0 or more, got -5"),
+        (dict(log_format="json"), "log_format must be one of keras, note, got 'json'"),
+        (dict(val_size=-5), "val_size must be 0 or more, got -5"),
     ],
 )
-def test_bad_settings_are_refused_before_any_work(tmp_path, overrides, message):
-    config = tiny_config(tmp_path, **overrides)
-    with pytest.raises(ValueError, match=re.escape(message)):
-        train(config, verbose=0)
-    assert not config.run_dir.exists()
+def test_bad_settings_are_refused_when_the_config_is_made(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        tiny_config(tmp_path, **overrides)
+    assert info.value.parameter == next(iter(overrides))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--weight-decay=-1e-4"], "--weight-decay must be a non-negative number"),
+        (["--min-lr", "0.5"], "--min-lr must be at least 0 and below lr (0.1), got 0.5"),
+        (["--model", "resnet19"], "--model is invalid: Unknown model 'resnet19'"),
+        (["--log-format", "json"], "--log-format must be one of keras, note, got 'json'"),
+    ],
+)
+def test_the_cli_names_the_flag_of_a_bad_setting(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.train_main([*argv, "--synthetic", "--output-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_unwritable_output_folder_is_refused(tmp_path):
@@ -151,7 +180,7 @@ def test_unwritable_output_folder_is_refused(tmp_path):
 
 
 def test_train_size_larger_than_the_data_is_refused_naming_both_numbers(tmp_path):
-    with pytest.raises(ValueError, match=r"--train-size must be between 1 and 2048.*got 5000"):
+    with pytest.raises(ConfigError, match=r"train_size must be between 1 and 2048.*got 5000"):
         train(tiny_config(tmp_path, train_size=5000), verbose=0)
 
 
@@ -227,7 +256,7 @@ def test_cli_resume_keeps_saved_settings_and_refuses_changes(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.train_main(["--resume", str(config.run_dir), "--lr", "0.5"])
     assert exit_info.value.code == 1
-    assert "cannot change lr" in capsys.readouterr().err
+    assert "holds a run with other settings (lr: 0.1 -> 0.5)" in capsys.readouterr().err
     assert cli.train_main(["--resume", str(config.run_dir), "--epochs", "2"]) == 0
     assert json.loads((config.run_dir / "state.json").read_text())["epochs_done"] == 2
 
@@ -251,7 +280,7 @@ def test_missing_dataset_stops_before_the_model_is_built(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(tfds, "load", offline)
     monkeypatch.setattr(
-        "keras_resnet.training._new_model", lambda *args: pytest.fail("model was built")
+        "keras_resnet.trainer.fit.build_model", lambda *args: pytest.fail("model was built")
     )
     data_dir = str(tmp_path / "tfds")
     with pytest.raises(SystemExit) as exit_info:
@@ -297,7 +326,9 @@ def test_a_truncated_checkpoint_is_named_when_resuming(tmp_path):
         config.run_dir / json.loads((config.run_dir / "state.json").read_text())["checkpoint"]
     )
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
-    with pytest.raises(RunError, match=f"cannot load model {re.escape(repr(str(checkpoint)))}"):
+    with pytest.raises(
+        ModelFileError, match=f"cannot load model {re.escape(repr(str(checkpoint)))}"
+    ):
         train(config, verbose=0)
 
 
@@ -316,7 +347,9 @@ class PoisonWeightsAtEpoch(keras.callbacks.Callback):
 
 def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_good_files(tmp_path):
     config = tiny_config(tmp_path, epochs=3)
-    with pytest.raises(RunError, match=r"NaN or infinite at epoch 2, batch 1; training stopped"):
+    with pytest.raises(
+        DivergedError, match=r"NaN or infinite at epoch 2, batch 1; training stopped"
+    ):
         train(config, callbacks=[PoisonWeightsAtEpoch(1)], verbose=0)
     state = json.loads((config.run_dir / "state.json").read_text())
     assert state["epochs_done"] == 1 and len(state["history"]) == 1

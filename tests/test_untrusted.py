@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from keras_resnet import build, cli, saving
-from keras_resnet.data import CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES
-from keras_resnet.saving import RunError
+from keras_resnet.errors import ModelFileError as RunError
+from keras_resnet.trainer.data import CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "keras_resnet"
 TINY = {"depths": (1, 1), "widths": (4, 8)}  # a two-stage resnet20: builds and predicts fast
@@ -218,7 +218,7 @@ def test_predict_names_a_bad_picture_in_one_error_line(
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4000)  # "big" is 10,000 pixels: a bomb now
     path = str(image_files[name])
     code, out, err = _cli(capsys, "predict", str(model_file), str(image_files["rgb"]), path)
-    assert code == 2  # images.ImageError is a ValueError: bad input, like a bad flag
+    assert code == 2  # a user's unreadable picture is bad input, like a bad flag
     assert out == ""  # nothing is predicted until every picture has loaded
     _assert_one_line_error(err, path, reason)
 

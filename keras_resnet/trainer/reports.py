@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from keras_resnet import io
+from keras_resnet.trainer import io
 
 TRAIN_COLOR = "tab:blue"
 EVAL_COLOR = "tab:orange"

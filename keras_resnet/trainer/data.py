@@ -14,6 +14,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_resnet.errors import ConfigError, DataUnavailableError
+
 CLASS_NAMES = (
     "airplane",
     "automobile",
@@ -30,10 +32,6 @@ CLASS_NAMES = (
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 PAD = 4  # the notes' random 32x32 crop from the image padded by 4 pixels on each side
-
-
-class DataUnavailableError(RuntimeError):
-    """CIFAR-10 could not be read or downloaded; the message says what was tried."""
 
 
 @dataclasses.dataclass
@@ -134,16 +132,16 @@ def subset(data: Cifar10, train_size: int | None = None, val_size: int = 0) -> C
     ``train_size`` of the rest. Both checks name the value and the number available."""
     available = len(data.train)
     if not 0 <= val_size < available:
-        raise ValueError(f"--val-size must be between 0 and {available - 1}, got {val_size}")
+        raise ConfigError("val_size", f"must be between 0 and {available - 1}, got {val_size}")
     train, validation = data.train, None
     if val_size:
         validation = train.take(slice(available - val_size, None))
         train = train.take(slice(0, available - val_size))
     if train_size is not None:
         if not 0 < train_size <= len(train):
-            raise ValueError(
-                f"--train-size must be between 1 and {len(train)} (the training images left), "
-                f"got {train_size}"
+            raise ConfigError(
+                "train_size",
+                f"must be between 1 and {len(train)} (the training images left), got {train_size}",
             )
         train = train.take(slice(0, train_size))
     return Cifar10(train=train, test=data.test, validation=validation, source=data.source)

@@ -1,15 +1,25 @@
-"""Select the JAX backend before Keras is first imported, and XLA's faster CPU convolutions.
+"""The process settings ``import keras_resnet`` makes, all of them here.
 
-Keras reads ``KERAS_BACKEND`` once, at import time, so this module must run before anything
-imports ``keras``. A user who already chose another backend gets a clear error instead of a
-model that silently runs somewhere else.
+Keras reads ``KERAS_BACKEND`` once, when it is first imported, and XLA reads ``XLA_FLAGS`` when
+JAX first uses a device; both must therefore be set on import, before the user's code runs.
+What is set (each only where the user has not set it already):
+
+- ``KERAS_BACKEND=jax``, the backend this project is written and measured for;
+- ``TF_CPP_MIN_LOG_LEVEL=2`` and ``TF_ENABLE_ONEDNN_OPTS=0``: Keras imports TensorFlow to save
+  files and tfds reads through it; its start-up log lines say nothing about this program;
+- XLA's Eigen convolutions on x86-64 CPUs with jaxlib 0.10 (``EIGEN_CONVOLUTIONS``).
+
+Set ``KERAS_RESNET_KEEP_ENVIRONMENT=1`` to have none of them set.
 """
+
+from __future__ import annotations
 
 import importlib.metadata
 import os
 import platform
 import sys
 
+OPT_OUT = "KERAS_RESNET_KEEP_ENVIRONMENT"
 REQUIRED_BACKEND = "jax"
 # jaxlib 0.10's XLA hands CPU convolutions to YNNPACK; its Eigen convolutions are 1.5-3.6x
 # faster on ResNet's 3x3 shapes on x86-64 (benchmarks/cpu_convolutions.py), which nearly doubles
@@ -21,26 +31,29 @@ MEASURED_JAXLIB = "0.10."
 MEASURED_MACHINES = ("x86_64", "AMD64")
 
 
-def select_jax_backend() -> None:
-    """Make Keras use JAX, or fail with a message that says how to fix the environment."""
-    # Keras loads TensorFlow for file and data utilities (never for the model's numbers); keep
-    # its start-up chatter off the console. oneDNN only affects TensorFlow's own CPU kernels.
+def configure() -> None:
+    """Apply the settings above unless the user opted out; then check the backend."""
+    if os.environ.get(OPT_OUT, "") not in ("", "0"):
+        check_backend()
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    chosen = os.environ.setdefault("KERAS_BACKEND", REQUIRED_BACKEND)
+    os.environ.setdefault("KERAS_BACKEND", REQUIRED_BACKEND)
+    prefer_eigen_convolutions()
+    check_backend()
+
+
+def check_backend() -> None:
+    """Fail on import, with the line to add, if Keras is or will be on another backend."""
+    chosen = os.environ.get("KERAS_BACKEND", REQUIRED_BACKEND)
+    if "keras" in sys.modules:
+        chosen = sys.modules["keras"].backend.backend()
     if chosen != REQUIRED_BACKEND:
         raise ImportError(
-            f"keras_resnet runs on the JAX backend, but KERAS_BACKEND={chosen!r}. "
-            "Unset KERAS_BACKEND or set it to 'jax'."
+            f"keras_resnet runs on Keras's JAX backend, but Keras is set to {chosen!r}. "
+            "Start Python with KERAS_BACKEND=jax, or put "
+            "`import os; os.environ['KERAS_BACKEND'] = 'jax'` before the first `import keras`."
         )
-    if "keras" in sys.modules:
-        running = sys.modules["keras"].backend.backend()
-        if running != REQUIRED_BACKEND:
-            raise ImportError(
-                f"Keras was imported before keras_resnet and is running on the {running!r} "
-                "backend. Import keras_resnet first, or set KERAS_BACKEND=jax before starting "
-                "Python."
-            )
 
 
 def prefer_eigen_convolutions() -> None:

@@ -15,6 +15,8 @@ import os
 import jax
 import keras
 
+from keras_resnet.errors import ConfigError
+
 ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 
 
@@ -48,22 +50,25 @@ def setup(
             keras.distribution.initialize()  # Keras reads its environment variables
     elif coordinator is not None or (num_processes or 1) > 1:
         if coordinator is None or num_processes is None or process_id is None:
-            raise ValueError(
-                "multi-host training needs --coordinator HOST:PORT, --num-processes N and "
-                f"--process-id I together; got {coordinator!r}, {num_processes!r}, {process_id!r}"
+            raise ConfigError(
+                "coordinator",
+                "HOST:PORT, num_processes N and process_id I are needed together for multi-host "
+                f"training; got {coordinator!r}, {num_processes!r}, {process_id!r}",
             )
         if not 0 <= process_id < num_processes:
-            raise ValueError(
-                f"--process-id must be between 0 and {num_processes - 1}, got {process_id}"
+            raise ConfigError(
+                "process_id", f"must be between 0 and {num_processes - 1}, got {process_id}"
             )
         if not jax.distributed.is_initialized():
             keras.distribution.initialize(coordinator, num_processes, process_id)
     available = keras.distribution.list_devices()
     wanted = len(available) if devices is None else devices
     if not 1 <= wanted <= len(available):
-        raise ValueError(f"--devices must be between 1 and {len(available)}, got {devices}")
+        raise ConfigError("devices", f"must be between 1 and {len(available)}, got {devices}")
     if jax.process_count() > 1 and wanted != len(available):
-        raise ValueError("multi-host training uses every device of every host; drop --devices")
+        raise ConfigError(
+            "devices", "must be left unset: multi-host training uses every device of every host"
+        )
     keras.distribution.set_distribution(
         # CifarBatches shards the data itself (shard=(process, processes)).
         keras.distribution.DataParallel(devices=available[:wanted], auto_shard_dataset=False)
@@ -75,7 +80,8 @@ def setup(
 
 def check_batch_size(batch_size: int, topology: Topology) -> None:
     if batch_size % topology.devices:
-        raise ValueError(
-            f"--batch-size {batch_size} does not divide over {topology.devices} devices; "
-            f"use a multiple of {topology.devices}"
+        raise ConfigError(
+            "batch_size",
+            f"{batch_size} does not divide over {topology.devices} devices; "
+            f"use a multiple of {topology.devices}",
         )

@@ -10,14 +10,14 @@ continues where it stopped and finished models are reused.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from keras_resnet import io, reports
 from keras_resnet.models import get_spec, layer_depth
-from keras_resnet.recipes import resolve
-from keras_resnet.training import train
+from keras_resnet.trainer import io, reports
+from keras_resnet.trainer.config import TrainConfig
+from keras_resnet.trainer.fit import train
+from keras_resnet.trainer.run_folder import RunFolder
 
 # The two kinds of net of the degradation study, and their registry prefixes.
 KINDS = (("plain", "plain"), ("residual", "resnet"))
@@ -25,36 +25,23 @@ KINDS = (("plain", "plain"), ("residual", "resnet"))
 PAPER_TEST_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 
 
-def _finished(run_dir: Path, epochs: int) -> bool:
-    state = run_dir / "state.json"
-    if not state.is_file():
-        return False
-    state = json.loads(state.read_text())
-    return bool(state.get("finished")) and state["epochs_done"] >= epochs
-
-
-def train_all(models: Sequence[str], output_dir: Path, recipe: str, **flags) -> dict[str, Path]:
+def train_all(
+    models: Sequence[str], output_dir: Path, recipe: str, **flags
+) -> dict[str, RunFolder]:
     """Train each model (or continue it, or reuse it when finished) with one recipe."""
     for name in models:
         get_spec(name)  # every name is checked before the first model trains
     runs = {}
     for index, name in enumerate(models, start=1):
-        config = resolve(recipe, model=name, output_dir=str(output_dir / name), **flags)
-        if _finished(config.run_dir, config.epochs):
+        config = TrainConfig(recipe=recipe, model=name, output_dir=str(output_dir / name), **flags)
+        run = RunFolder(config.run_dir)
+        if run.is_finished(config.epochs):
             print(f"[{index}/{len(models)}] {name}: finished earlier, reused")
         else:
             print(f"[{index}/{len(models)}] {name}: training")
             train(config)
-        runs[name] = config.run_dir
+        runs[name] = run
     return runs
-
-
-def _history(run_dir: Path) -> list[dict]:
-    return json.loads((run_dir / "state.json").read_text())["history"]
-
-
-def _test_accuracy(run_dir: Path) -> float:
-    return json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
 
 
 def degradation(
@@ -71,9 +58,9 @@ def degradation(
 
     curves, rows = {}, []
     for depth, kind, name in pairs:
-        history = _history(runs[name])
+        history = runs[name].history()
         curves.setdefault(kind, []).append((name, history))
-        test_accuracy = _test_accuracy(runs[name])
+        test_accuracy = runs[name].test_accuracy()
         rows.append(
             {
                 "depth": depth,
@@ -107,7 +94,7 @@ def depth(
             {
                 "model": name,
                 "depth": layers,
-                "test_error": 100 * (1 - _test_accuracy(runs[name])),
+                "test_error": 100 * (1 - runs[name].test_accuracy()),
                 "paper_test_error": published,
             }
         )

@@ -1,14 +1,25 @@
-"""Test-set metrics: loss, accuracy, per-class accuracy and the confusion matrix."""
+"""Test-set metrics (loss, accuracy, per-class accuracy, confusion matrix) of a model being
+trained or saved, and the top classes of users' own image files."""
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
 
-from keras_resnet.data import CifarBatches, Split
+from keras_resnet.errors import ModelFileError, RunFolderError
+from keras_resnet.trainer import images, io, reports
+from keras_resnet.trainer.data import (
+    CLASS_NAMES,
+    CifarBatches,
+    Split,
+    load_cifar10,
+    synthetic_cifar10,
+)
+from keras_resnet.trainer.run_folder import evaluation_paths
 
 
 def predict_logits(
@@ -66,10 +77,10 @@ def _predict_across_hosts(model: keras.Model, batches: CifarBatches, processes: 
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     outputs = []
-    for images, _ in batches:
-        global_shape = (len(images) * processes, *images.shape[1:])
+    for batch, _ in batches:
+        global_shape = (len(batch) * processes, *batch.shape[1:])
         layout = distribution.get_data_layout(global_shape).backend_layout
-        x = jax.make_array_from_process_local_data(layout, images.astype("float32"), global_shape)
+        x = jax.make_array_from_process_local_data(layout, batch.astype("float32"), global_shape)
         logits = forward(trainable, non_trainable, x)
         outputs.append(multihost_utils.process_allgather(logits, tiled=True))
     return np.concatenate(outputs)
@@ -111,3 +122,67 @@ def evaluate(
     logits = predict_logits(model, split, batch_size, flip_tta, devices, shard)
     metrics = classification_metrics(split.labels, logits.argmax(axis=-1), class_names)
     return {"test_loss": cross_entropy(logits, split.labels), **metrics}
+
+
+def check_classifier(model: keras.Model, path: str) -> tuple[int | None, int | None]:
+    """The (height, width) of ``model``'s input, if it takes RGB images and scores the classes;
+    anything else would fail later, deep in Keras, without naming the file."""
+    try:
+        shapes = model.input_shape, model.output_shape
+    except AttributeError:  # an unbuilt Sequential has neither
+        shapes = None, None
+    image_in = isinstance(shapes[0], tuple) and len(shapes[0]) == 4 and shapes[0][-1] == 3
+    if not image_in or shapes[1] != (None, len(CLASS_NAMES)):
+        raise ModelFileError(
+            f"model {path!r} maps {shapes[0]} to {shapes[1]}; a CIFAR-10 classifier maps "
+            f"(None, height, width, 3) images to (None, {len(CLASS_NAMES)}) class scores"
+        )
+    return shapes[0][1], shapes[0][2]
+
+
+def evaluate_saved(
+    model: keras.Model,
+    path: str,
+    data_dir: str | None,
+    synthetic: bool,
+    seed: int,
+    batch_size: int,
+) -> dict:
+    """``evaluate``'s metrics of a loaded model on the CIFAR-10 (or generated) test set."""
+    sides = check_classifier(model, path)
+    if any(side not in (None, 32) for side in sides):
+        raise ModelFileError(f"model {path!r} takes {sides} images; CIFAR-10's are 32x32")
+    data = synthetic_cifar10(seed=seed) if synthetic else load_cifar10(data_dir)
+    return {
+        "model": model.name,
+        **evaluate(model, data.test, CLASS_NAMES, batch_size),
+        "data": data.source,
+    }
+
+
+def write_report(metrics: dict, model_path: Path, output_dir: Path | None) -> tuple[Path, Path]:
+    """Write ``evaluate``'s metrics and confusion matrix; return their paths."""
+    metrics_path, figure_path = evaluation_paths(model_path, output_dir)
+    try:
+        io.write_json(metrics_path, metrics)
+        reports.plot_confusion_matrix(
+            np.asarray(metrics["confusion_matrix"]), CLASS_NAMES, figure_path
+        )
+    except OSError as error:
+        raise RunFolderError(
+            f"cannot write the results to {str(metrics_path.parent)!r}: {error}"
+        ) from error
+    return metrics_path, figure_path
+
+
+def classify_files(
+    model: keras.Model, path: str, files: Sequence[Path], top: int
+) -> list[list[tuple[str, float]]]:
+    """The ``top`` likeliest (class, probability) pairs of each image file."""
+    height, width = (side or 32 for side in check_classifier(model, path))
+    batch = np.stack([images.load_image(file, (height, width)) for file in files])
+    outputs = np.asarray(model.predict(batch, verbose=0), dtype=np.float64)
+    head = model.layers[-1]
+    if getattr(head, "activation", None) is not keras.activations.softmax:
+        outputs = images.softmax(outputs)  # logits; a softmax head's outputs are already these
+    return [images.top_k(row, CLASS_NAMES, k=top) for row in outputs]

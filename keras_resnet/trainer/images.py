@@ -13,11 +13,15 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from keras_resnet.errors import DataUnavailableError
+
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-class ImageError(ValueError):
+class ImageError(DataUnavailableError):
     """An image could not be used; the message names the file and says why."""
+
+    exit_code = 2  # the user's own file: bad input, like a bad flag
 
 
 def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:

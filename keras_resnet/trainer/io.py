@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import keras
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -38,3 +40,16 @@ def save_atomically(path: str | os.PathLike, save: Callable[[Path], object]) -> 
     """Run ``save(tmp_path)`` (e.g. ``model.save``) and move the result into place."""
     with atomic_path(path) as tmp:
         save(tmp)
+
+
+def save_model(model: keras.Model, path: str | os.PathLike, write: bool = True) -> None:
+    """Save ``model`` to ``path`` atomically; with ``write`` false, take part without writing.
+
+    In a multi-host run saving gathers arrays that live on every host, so every process must
+    call it at the same point; only the first process keeps the file.
+    """
+    if write:
+        save_atomically(path, model.save)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        model.save(Path(scratch) / Path(path).name)

@@ -1,0 +1,318 @@
+"""What a training run is: ``TrainConfig``, the named recipes it starts from, and their checks.
+
+A config is checked once, when it is made: everything downstream trusts it. Fields left out
+take the recipe's value, then the notes' (``TrainConfig(recipe="paper", model="resnet110")``
+is the paper's ResNet-110 run), so the command line, ``config.json`` and Python all mean the
+same thing by a recipe. Errors name the field (``ConfigError.parameter``); the command line
+shows it as a flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from pathlib import Path
+from typing import Any
+
+from keras_resnet.augment import RandomCropFlip
+from keras_resnet.errors import ConfigError
+from keras_resnet.models import get_spec, layer_depth
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+LOG_FORMATS = ("keras", "note")
+SCHEDULES = ("plateau", "steps", "triangular")
+# Fields that may change when a run is continued: where things are, how verbose, how long.
+RESUMABLE_CHANGES = frozenset({"epochs", "output_dir", "data_dir", "log_format"})
+# Iteration counts go to the optimizer as int32.
+MAX_STEPS = 2**31 - 1
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # The notes' run: TrainConfig's defaults (50 epochs, SGD 0.1, momentum 0.9, weight decay
+    # 5e-4 in PyTorch's sense, ReduceLROnPlateau on the monitored accuracy).
+    "note": {},
+    # He et al. 2015, section 4.2: batch 128, weight decay 1e-4, lr 0.1 divided by 10 at 32k and
+    # 48k iterations, stop at 64k (182 epochs of 352 steps on the 45k/5k split), and a 0.01
+    # warm-up for the first 400 iterations of ResNet-110 and deeper.
+    "paper": {
+        "epochs": 182,
+        "batch_size": 128,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "schedule": "steps",
+        "lr_milestones": (32_000, 48_000),
+        "val_size": 5000,
+        "warmup_lr": 0.01,
+        "warmup_steps": 400,
+    },
+    # A tuned ResNet-18 recipe (94% in 26 epochs with PyTorch on one A100): batch 512, Nesterov
+    # momentum, a triangular learning rate (linear warm-up over 5 epochs of 98 steps, then
+    # linear decay to zero), flip + translate-4 + cutout-12, label smoothing, bfloat16 with
+    # BatchNorm and the loss in float32, and flip test-time augmentation.
+    "fast": {
+        "model": "resnet18",
+        "epochs": 26,
+        "batch_size": 512,
+        "lr": 0.2,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "schedule": "triangular",
+        "warmup_steps": 490,
+        "label_smoothing": 0.2,
+        "cutout": 12,
+        "precision": "mixed_bfloat16",
+        "flip_tta": True,
+    },
+}
+# The paper warms up only its deepest nets (ResNet-110 and deeper).
+WARMUP_FROM_DEPTH = {"paper": 110}
+
+
+class _FromRecipe:
+    """The default of every field: take the recipe's value, else the notes'."""
+
+    def __repr__(self) -> str:
+        return "<from recipe>"
+
+
+FROM_RECIPE: Any = _FromRecipe()
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a run. The values after ``#`` are the notes' (SPEC.md section 4).
+
+    The plateau schedule cuts the learning rate 10x once the monitored accuracy (validation if
+    ``val_size``, else the test set) has stalled for ``lr_patience`` epochs, down to ``min_lr``.
+    """
+
+    recipe: str = "note"
+    model: str = FROM_RECIPE  # resnet18
+    epochs: int = FROM_RECIPE  # 50
+    batch_size: int = FROM_RECIPE  # 128
+    lr: float = FROM_RECIPE  # 0.1
+    momentum: float = FROM_RECIPE  # 0.9
+    nesterov: bool = FROM_RECIPE  # False
+    weight_decay: float = FROM_RECIPE  # 5e-4
+    schedule: str = FROM_RECIPE  # plateau
+    lr_patience: int = FROM_RECIPE  # 6
+    lr_factor: float = FROM_RECIPE  # 0.1
+    min_lr: float = FROM_RECIPE  # 1e-4
+    lr_milestones: tuple[int, ...] = FROM_RECIPE  # ()
+    warmup_lr: float = FROM_RECIPE  # 0
+    warmup_steps: int = FROM_RECIPE  # 0
+    label_smoothing: float = FROM_RECIPE  # 0
+    cutout: int = FROM_RECIPE  # 0
+    flip_tta: bool = FROM_RECIPE  # False
+    seed: int = FROM_RECIPE  # 0
+    data_dir: str | None = FROM_RECIPE  # tfds's default
+    synthetic: bool = FROM_RECIPE  # False
+    train_size: int | None = FROM_RECIPE  # all
+    val_size: int = FROM_RECIPE  # 0
+    precision: str = FROM_RECIPE  # float32
+    log_format: str = FROM_RECIPE  # keras
+    output_dir: str | None = FROM_RECIPE  # runs/<model>
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipe, str) or self.recipe not in RECIPES:
+            raise ConfigError("recipe", f"must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        preset = RECIPES[self.recipe]
+        unset = {f.name for f in dataclasses.fields(self) if getattr(self, f.name) is FROM_RECIPE}
+        for name in unset:
+            object.__setattr__(self, name, preset.get(name, NOTES[name]))
+        if isinstance(self.lr_milestones, list):
+            object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
+        _check(self)
+        deep_enough = WARMUP_FROM_DEPTH.get(self.recipe, 0)
+        if "warmup_steps" in unset and layer_depth(get_spec(self.model)) < deep_enough:
+            object.__setattr__(self, "warmup_steps", 0)
+
+    @property
+    def run_dir(self) -> Path:
+        """``output_dir``, or ``runs/<model>`` so that re-running a command resumes it."""
+        if self.output_dir:
+            return Path(self.output_dir)
+        return Path("runs") / (self.model + ("-synthetic" if self.synthetic else ""))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self) | {"lr_milestones": list(self.lr_milestones)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        """A config as ``to_json`` wrote it; every field must be there."""
+        missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
+        if missing:
+            raise ConfigError(missing[0], "is missing")
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(unknown[0], "is not a setting of this version")
+        milestones = data["lr_milestones"]
+        if not isinstance(milestones, list | tuple):
+            raise ConfigError("lr_milestones", f"must be a list, got {milestones!r}")
+        return cls(**{**data, "lr_milestones": tuple(milestones)})
+
+    def changed_settings(self, other: TrainConfig) -> dict[str, tuple]:
+        """``{field: (ours, theirs)}`` for the fields that differ and may not change on resume."""
+        ours, theirs = self.to_json(), other.to_json()
+        return {
+            name: (ours[name], theirs[name])
+            for name in ours
+            if name not in RESUMABLE_CHANGES and ours[name] != theirs[name]
+        }
+
+
+NOTES: dict[str, Any] = {
+    "model": "resnet18",
+    "epochs": 50,
+    "batch_size": 128,
+    "lr": 0.1,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 5e-4,
+    "schedule": "plateau",
+    # Six is the only value that fits the notes' log with Keras's counting: its last two cuts
+    # (epochs 45 and 51) are six epochs apart.
+    "lr_patience": 6,
+    "lr_factor": 0.1,
+    "min_lr": 1e-4,
+    "lr_milestones": (),
+    "warmup_lr": 0.0,
+    "warmup_steps": 0,
+    "label_smoothing": 0.0,
+    "cutout": 0,
+    "flip_tta": False,
+    "seed": 0,
+    "data_dir": None,
+    "synthetic": False,
+    "train_size": None,
+    "val_size": 0,
+    "precision": "float32",
+    "log_format": "keras",
+    "output_dir": None,
+}
+
+
+def resolve(recipe: str = "note", **settings) -> TrainConfig:
+    """The configuration of ``recipe`` with ``settings`` (explicitly given values) on top."""
+    return TrainConfig(recipe=recipe, **settings)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require(condition: bool, parameter: str, reason: str) -> None:
+    if not condition:
+        raise ConfigError(parameter, reason)
+
+
+def _check(c: TrainConfig) -> None:
+    """Refuse bad values before any work starts, naming the field and the value."""
+    try:
+        get_spec(c.model)
+    except ValueError as error:
+        raise ConfigError.from_value_error("model", error) from None
+    for name in ("epochs", "batch_size", "lr_patience"):
+        value = getattr(c, name)
+        _require(_is_int(value) and value >= 1, name, f"must be a positive integer, got {value!r}")
+    for name in ("nesterov", "flip_tta", "synthetic"):
+        value = getattr(c, name)
+        _require(isinstance(value, bool), name, f"must be True or False, got {value!r}")
+    _require(_is_number(c.lr) and c.lr > 0, "lr", f"must be a positive number, got {c.lr!r}")
+    _require(
+        _is_number(c.momentum) and 0 <= c.momentum < 1,
+        "momentum",
+        f"must be in [0, 1), got {c.momentum!r}",
+    )
+    _require(
+        _is_number(c.weight_decay) and c.weight_decay >= 0,
+        "weight_decay",
+        f"must be a non-negative number, got {c.weight_decay!r}",
+    )
+    _require(
+        _is_number(c.min_lr) and 0 <= c.min_lr < c.lr,
+        "min_lr",
+        f"must be at least 0 and below lr ({c.lr!r}), got {c.min_lr!r}",
+    )
+    _require(
+        _is_number(c.warmup_lr) and c.warmup_lr >= 0,
+        "warmup_lr",
+        f"must be a non-negative number, got {c.warmup_lr!r}",
+    )
+    _require(
+        _is_number(c.lr_factor) and 0 < c.lr_factor < 1,
+        "lr_factor",
+        f"must be between 0 and 1, got {c.lr_factor!r}",
+    )
+    _require(
+        c.schedule in SCHEDULES,
+        "schedule",
+        f"must be one of {', '.join(SCHEDULES)}, got {c.schedule!r}",
+    )
+    milestones = list(c.lr_milestones)
+    _require(
+        all(_is_int(m) and 1 <= m <= MAX_STEPS for m in milestones)
+        and milestones == sorted(set(milestones)),
+        "lr_milestones",
+        f"must be increasing step numbers from 1 to {MAX_STEPS}, got {milestones}",
+    )
+    _require(
+        _is_int(c.warmup_steps) and 0 <= c.warmup_steps <= MAX_STEPS,
+        "warmup_steps",
+        f"must be a step count from 0 to {MAX_STEPS}, got {c.warmup_steps!r}",
+    )
+    # The steps schedule holds warmup_lr during the warm-up; triangular ramps from it, so 0 is
+    # a fine start there.
+    _require(
+        not (c.warmup_steps and c.schedule == "steps" and not c.warmup_lr > 0),
+        "warmup_lr",
+        f"must be positive for a warm-up of the steps schedule, got {c.warmup_lr!r}",
+    )
+    _require(
+        not (c.warmup_steps and c.schedule == "plateau"),
+        "warmup_steps",
+        "needs the steps or triangular schedule (plateau has no warm-up)",
+    )
+    _require(
+        _is_number(c.label_smoothing) and 0 <= c.label_smoothing < 1,
+        "label_smoothing",
+        f"must be in [0, 1), got {c.label_smoothing!r}",
+    )
+    try:  # the augmentation layer owns the bounds of its sizes and seed
+        RandomCropFlip(cutout=c.cutout, seed=c.seed)
+    except ValueError as error:
+        parameter = "seed" if str(error).startswith("seed") else "cutout"
+        raise ConfigError.from_value_error(parameter, error) from None
+    _require(
+        c.train_size is None or (_is_int(c.train_size) and c.train_size >= 1),
+        "train_size",
+        f"must be a positive integer, got {c.train_size!r}",
+    )
+    _require(
+        _is_int(c.val_size) and c.val_size >= 0,
+        "val_size",
+        f"must be 0 or more, got {c.val_size!r}",
+    )
+    _require(
+        c.precision in PRECISIONS,
+        "precision",
+        f"must be one of {', '.join(PRECISIONS)}, got {c.precision!r}",
+    )
+    _require(
+        c.log_format in LOG_FORMATS,
+        "log_format",
+        f"must be one of {', '.join(LOG_FORMATS)}, got {c.log_format!r}",
+    )
+    for name in ("data_dir", "output_dir"):
+        value = getattr(c, name)
+        _require(
+            value is None or (isinstance(value, str) and value != ""),
+            name,
+            f"must be a non-empty path, got {value!r}",
+        )

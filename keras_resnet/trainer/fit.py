@@ -1,0 +1,231 @@
+"""The ``fit`` orchestration: one run from a ``TrainConfig`` to a finished run folder."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_resnet.augment import RandomCropFlip
+from keras_resnet.callbacks import ResumableReduceLROnPlateau, StopOnNaN, StopOnSignal
+from keras_resnet.errors import DivergedError
+from keras_resnet.losses import SmoothedSparseCrossentropy
+from keras_resnet.models import build
+from keras_resnet.optimizers import TorchSGD
+from keras_resnet.schedules import Triangular
+from keras_resnet.trainer import data as cifar
+from keras_resnet.trainer import distributed
+from keras_resnet.trainer.callbacks import Checkpoint, NoteLog, SetEpoch, Validate, current_lr
+from keras_resnet.trainer.config import TrainConfig
+from keras_resnet.trainer.evaluation import evaluate
+from keras_resnet.trainer.run_folder import ResumeState, RunFolder
+
+
+def load_data(config: TrainConfig) -> cifar.Cifar10:
+    source = (
+        cifar.synthetic_cifar10(seed=config.seed)
+        if config.synthetic
+        else cifar.load_cifar10(config.data_dir)
+    )
+    return cifar.subset(source, config.train_size, config.val_size)
+
+
+def learning_rate(
+    config: TrainConfig, steps_per_epoch: int = 1
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """A number for the plateau schedule (its callback changes it), else a per-step schedule.
+
+    Step schedules live in the optimizer and count its iterations, so they resume exactly.
+    """
+    if config.schedule == "plateau":
+        return config.lr
+    if config.schedule == "triangular":
+        return Triangular(
+            peak_lr=config.lr,
+            total_steps=config.epochs * steps_per_epoch,
+            warmup_steps=min(config.warmup_steps, config.epochs * steps_per_epoch),
+            start_lr=config.warmup_lr,
+        )
+    boundaries = list(config.lr_milestones)
+    values = [config.lr * config.lr_factor**i for i in range(len(boundaries) + 1)]
+    if config.warmup_steps:
+        boundaries.insert(0, config.warmup_steps)
+        values.insert(0, config.warmup_lr)
+    if not boundaries:
+        return config.lr
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """The compiled model a run of ``config`` starts from: augmentation and normalisation
+    inside, PyTorch-style SGD, the (smoothed) cross-entropy."""
+    model = build(
+        config.model,
+        input_normalization=(cifar.CIFAR10_MEAN, cifar.CIFAR10_STD),
+        augmentation=RandomCropFlip(cifar.PAD, config.cutout, config.seed, name="augment"),
+    )
+    optimizer = TorchSGD(
+        learning_rate(config, steps_per_epoch),
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        l2=config.weight_decay,
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=SmoothedSparseCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+@contextlib.contextmanager
+def process_settings(seed: int, precision: str) -> Iterator[None]:
+    """Seed every generator and set the dtype policy for one run; put all back afterwards,
+    together with the distribution that ``distributed.setup`` chooses inside it."""
+    from keras.src.backend.common import global_state  # Keras keeps its seed only here
+
+    seed_keys = ("global_random_seed", "global_seed_generator")
+    saved = (
+        random.getstate(),
+        np.random.get_state(),
+        {key: global_state.get_global_attribute(key) for key in seed_keys},
+        keras.mixed_precision.dtype_policy(),
+        keras.distribution.distribution(),
+    )
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        python_state, numpy_state, keras_seed, policy, distribution = saved
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        for key, value in keras_seed.items():
+            global_state.set_global_attribute(key, value)
+        keras.mixed_precision.set_global_policy(policy)
+        keras.distribution.set_distribution(distribution)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    overwrite: bool = False,
+    topology: distributed.Topology | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+) -> Path:
+    """Train (or continue) the run described by ``config``; return its folder.
+
+    ``topology`` comes from ``distributed.setup``; by default training uses every local device.
+    Seeds, the dtype policy and the distribution are restored when it returns.
+    """
+    with process_settings(config.seed, config.precision):
+        topology = topology or distributed.setup()
+        return _train(config, overwrite, topology, callbacks, verbose)
+
+
+def _train(config, overwrite, topology, callbacks, verbose) -> Path:
+    distributed.check_batch_size(config.batch_size, topology)
+    run = RunFolder(config.run_dir, write=topology.is_chief)
+    if run.write:
+        run.check_writable()
+    state = run.resume_state(config, overwrite)
+    data = load_data(config)  # fails fast, before any model is built
+
+    shard = (topology.process_id, topology.num_processes)
+    train_batches = cifar.CifarBatches(
+        data.train,
+        config.batch_size,
+        train=True,
+        seed=config.seed,
+        devices=topology.devices,
+        shard=shard,
+    )
+    if state is None:
+        model = build_model(config, len(train_batches))
+        state = ResumeState()
+        run.write_config(config)
+    else:
+        model = run.load_checkpoint(state)
+        if config.schedule == "plateau":
+            model.optimizer.learning_rate.assign(state.learning_rate)
+        print(f"Resuming {run} after epoch {state.epochs_done}.")
+
+    eval_split, eval_name = (
+        (data.validation, "validation") if data.validation is not None else (data.test, "test")
+    )
+    plateau = None
+    if config.schedule == "plateau":
+        plateau = ResumableReduceLROnPlateau(
+            state=state.plateau,
+            monitor="val_accuracy",
+            mode="max",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_lr=config.min_lr,
+            verbose=1,
+        )
+    stop_on_signal, stop_on_nan = StopOnSignal(), StopOnNaN()
+    fit_callbacks = [
+        SetEpoch(train_batches),
+        stop_on_nan,
+        Validate(eval_split, topology.devices, config.flip_tta, shard),
+        *([NoteLog(config.batch_size)] if config.log_format == "note" else []),
+        *([plateau] if plateau else []),
+        Checkpoint(run, plateau, "val_accuracy", state),
+        *callbacks,
+        stop_on_signal,  # last: a finished epoch is saved before it stops
+    ]
+    started = time.time()
+    try:
+        with stop_on_signal:
+            model.fit(
+                train_batches,
+                epochs=config.epochs,
+                initial_epoch=state.epochs_done,
+                shuffle=False,  # CifarBatches shuffles from (seed, epoch); Keras's would not resume
+                callbacks=fit_callbacks,
+                verbose=2 if config.log_format == "note" else verbose,
+            )
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted. {state.epochs_done} finished epoch(s) are saved in {run}. "
+            f"Resume with: python train.py --resume {run}"
+        )
+        raise
+    state.seconds += time.time() - started
+    if stop_on_nan.stopped_at:
+        epoch, batch = stop_on_nan.stopped_at
+        raise DivergedError(
+            f"The loss became NaN or infinite at epoch {epoch}, batch {batch}; training stopped. "
+            f"The last good checkpoint (epoch {state.epochs_done}) and best.keras in "
+            f"{run} are untouched. Try a lower --lr with --overwrite or another --output-dir."
+        )
+    metrics = evaluate(
+        model, data.test, cifar.CLASS_NAMES, 1000, config.flip_tta, topology.devices, shard
+    )
+    run.save_model(model)
+    metrics = {
+        "model": config.model,
+        **metrics,
+        "epochs": state.epochs_done,
+        "seconds": round(state.seconds, 1),
+        "best_epoch": state.best_epoch,
+        f"best_{eval_name}_accuracy": state.best,
+        "final_learning_rate": current_lr(model),
+        "flip_tta": config.flip_tta,
+        "data": data.source,
+        "class_names": list(cifar.CLASS_NAMES),
+    }
+    run.finish(state, metrics, cifar.CLASS_NAMES, eval_name)
+    if run.write:
+        print(
+            f"Test accuracy {100 * metrics['test_accuracy']:.2f}% after {state.epochs_done} "
+            f"epochs ({metrics['seconds']:.0f} s). Results in {run}"
+        )
+    return run.path
