@@ -16,6 +16,7 @@ from keras_resnet.losses import SmoothedSparseCrossentropy  # noqa: E402
 from keras_resnet.models import ModelSpec, build, get_spec, list_models  # noqa: E402
 from keras_resnet.optimizers import TorchSGD  # noqa: E402  (registered for loading checkpoints)
 from keras_resnet.schedules import Triangular  # noqa: E402
+from keras_resnet.torch_plateau import TorchReduceLROnPlateau  # noqa: E402
 from keras_resnet.torch_weights import load_torch_weights  # noqa: E402
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "PreActBottleneck",
     "RandomCropFlip",
     "SmoothedSparseCrossentropy",
+    "TorchReduceLROnPlateau",
     "TorchSGD",
     "Triangular",
     "build",
