@@ -164,8 +164,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import keras_resnet  # noqa: F401  (selects the JAX backend before keras is imported)
     from keras_resnet.data import Split
+
+    import keras_resnet  # noqa: F401  (selects the JAX backend before keras is imported)
 
     consumer, source = consumption_rates(args)
     keras_rate = consumer["rates"]["keras"]

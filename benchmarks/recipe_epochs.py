@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # keras_resnet, if not installed
+from keras_resnet.recipes import RECIPES  # imports keras_resnet: the JAX backend first
 from throughput import (  # benchmarks/ is not a package: found through sys.path
     RESULTS_DIR,
     _jax_device_info,
@@ -45,17 +46,15 @@ from throughput import (  # benchmarks/ is not a package: found through sys.path
     tensorflow_imported,
 )
 
-from keras_resnet.recipes import RECIPES  # imports keras_resnet: the JAX backend first
-
 TEST_IMAGES = 10_000
 
 
 def time_recipe(name: str, args) -> dict:
     """One recipe: its compile, steady steps, one epoch's training and evaluation times."""
     import keras
+    from keras_resnet.evaluation import predict_logits
 
     from keras_resnet import callbacks, data, recipes, training
-    from keras_resnet.evaluation import predict_logits
 
     config = recipes.resolve(name, **({"model": args.model} if args.model else {}))
     config.validate()

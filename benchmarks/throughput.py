@@ -452,9 +452,9 @@ def run_torch(args, rows) -> dict:
     import torch.nn.functional as F
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from keras_resnet.data import CIFAR10_MEAN, CIFAR10_STD
     from torch_resnet import TorchResNet, count_trainable
 
-    from keras_resnet.data import CIFAR10_MEAN, CIFAR10_STD
     from keras_resnet.models import count_parameters, get_spec
 
     torch.manual_seed(0)

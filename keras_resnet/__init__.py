@@ -21,6 +21,7 @@ from keras_resnet.callbacks import (  # noqa: E402
     ResumableReduceLROnPlateau,
     StopOnNaN,
     StopOnSignal,
+    TorchReduceLROnPlateau,
 )
 from keras_resnet.errors import (  # noqa: E402
     ConfigError,
@@ -54,6 +55,7 @@ __all__ = [
     "SmoothedSparseCrossentropy",
     "StopOnNaN",
     "StopOnSignal",
+    "TorchReduceLROnPlateau",
     "TorchSGD",
     "Triangular",
     "build",

@@ -1,4 +1,4 @@
-"""Callbacks of general use: clean stops on signals and NaNs, a plateau schedule that resumes.
+"""Callbacks of general use: clean stops on signals and NaNs, plateau schedules that resume.
 
 Every callback that acts per batch is ``async_safe``: Keras then runs the batch callbacks (and
 the progress bar) on a thread pool after each step has been dispatched, so the host never
@@ -9,8 +9,10 @@ and waits for all of them before ``on_epoch_end``.
 from __future__ import annotations
 
 import math
+import numbers
 import signal
 import threading
+import warnings
 
 import keras
 
@@ -106,3 +108,183 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 
     def state(self) -> dict:
         return {"wait": self.wait, "best": self.best, "cooldown_counter": self.cooldown_counter}
+
+
+# PyTorch's ReduceLROnPlateau, so the notes' schedule cuts where it did. Keras's own is a
+# different rule: its ``min_delta`` is absolute only (the notes used a 10 % *relative*
+# threshold), it cuts after ``patience`` stalled epochs where PyTorch waits for
+# ``patience + 1``, and its cooldown ignores one epoch fewer (``cooldown=1`` does nothing).
+# With the notes' ``threshold=0.1, patience=3`` Keras's rule cuts on other epochs.
+MODES = ("min", "max")
+THRESHOLD_MODES = ("rel", "abs")
+
+
+def _number(name: str, value, below: float = math.inf) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and 0 <= value < below and math.isfinite(value)):
+        bound = f"< {below}" if below < math.inf else "finite"
+        raise ValueError(f"{name} must be a number >= 0 and {bound}, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)
+
+
+def _choice(name: str, value, valid: tuple[str, ...]) -> str:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
+    return value
+
+
+class TorchReduceLROnPlateau(keras.callbacks.Callback):
+    """``torch.optim.lr_scheduler.ReduceLROnPlateau``, stepped once an epoch with ``logs[monitor]``.
+
+    Arguments and defaults are PyTorch's, and so is the rule: a value is better when it beats
+    ``best * (1 - threshold)`` (mode ``min``, ``rel``), ``best - threshold`` (``abs``), or the
+    mirror images in mode ``max``; the rate becomes ``max(lr * factor, min_lr)`` after
+    ``patience + 1`` epochs in a row without a better value, unless that changes it by ``eps``
+    or less; then ``cooldown`` epochs pass in which stalled epochs are not counted.
+
+    ``epoch_sum=True`` steps with ``logs[monitor] * steps`` (``steps``: the epoch's batch count,
+    ``self.params["steps"]``). Keras logs the epoch's mean loss; the notes stepped PyTorch with
+    the sum of their 391 batch losses. A relative threshold cannot tell the two apart, an
+    absolute one can. Keras weights its mean by images, so the product is the sum of the batch
+    means exactly when every batch is full (a short last batch moves it by ~1e-6 relatively).
+    ``last_value`` holds the value of the last step.
+
+    ``state()`` returns the counters as a JSON-ready dict; pass it back as ``state=`` to resume.
+    Nothing is reset when ``fit`` starts, so a run resumed after epoch k cuts on the same
+    epochs as one never stopped. A missing ``monitor`` key warns and skips the epoch, as Keras
+    does. ``verbose=True`` prints PyTorch's line on each cut, numbering epochs by scheduler steps
+    (1 after the first epoch, as PyTorch stepped once an epoch from the start).
+
+    The optimizer's learning rate must be a plain value (a variable), not a schedule. Keras holds
+    it in float32 where PyTorch holds a float64, so rates agree to float32 precision, and a cut
+    whose size lies within float32 rounding of ``eps`` can be decided the other way.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "loss",
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        eps: float = 1e-8,
+        verbose: bool = False,
+        epoch_sum: bool = False,
+        state: dict | None = None,
+    ):
+        super().__init__()
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"monitor must be the name of a logged metric, got {monitor!r}")
+        self.monitor = monitor
+        self.mode = _choice("mode", mode, MODES)
+        self.factor = _number("factor", factor, below=1.0)
+        self.patience = _count("patience", patience)
+        self.threshold = _number("threshold", threshold)
+        self.threshold_mode = _choice("threshold_mode", threshold_mode, THRESHOLD_MODES)
+        self.cooldown = _count("cooldown", cooldown)
+        self.min_lr = _number("min_lr", min_lr)
+        self.eps = _number("eps", eps)
+        self.verbose = bool(verbose)
+        self.epoch_sum = bool(epoch_sum)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0  # scheduler steps taken, as PyTorch counts them
+        self.last_value: float | None = None
+        if state is not None:
+            self.load_state(state)
+
+    def state(self) -> dict:
+        return {
+            "best": self.best,
+            "num_bad_epochs": self.num_bad_epochs,
+            "cooldown_counter": self.cooldown_counter,
+            "last_epoch": self.last_epoch,
+        }
+
+    def load_state(self, state: dict) -> None:
+        # json writes inf as Infinity and reads it back as a float, so best round-trips.
+        self.best = float(state["best"])
+        self.num_bad_epochs = _count("num_bad_epochs", state["num_bad_epochs"])
+        self.cooldown_counter = _count("cooldown_counter", state["cooldown_counter"])
+        self.last_epoch = _count("last_epoch", state["last_epoch"])
+
+    def on_train_begin(self, logs=None):
+        self._learning_rate()  # refuse a schedule before the first epoch, not at the first cut
+        if self.epoch_sum and not (self.params or {}).get("steps"):
+            raise ValueError(
+                "epoch_sum=True needs the number of steps per epoch, which Keras does not know "
+                "for this dataset; give fit() a sized dataset or steps_per_epoch"
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None:
+            warnings.warn(
+                "Learning rate reduction is conditioned on metric "
+                f"`{self.monitor}` which is not available. Available metrics "
+                f"are: {','.join(logs)}.",
+                stacklevel=2,
+            )
+            return
+        value = float(value) * (self.params["steps"] if self.epoch_sum else 1)
+        self.step(value)
+
+    def step(self, value: float) -> None:
+        """One ``ReduceLROnPlateau.step(value)`` of PyTorch, in its order of updates."""
+        self.last_value = value = float(value)
+        self.last_epoch += 1
+        if self._is_better(value):
+            self.best = value
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+
+    def _is_better(self, value: float) -> bool:
+        if self.threshold_mode == "rel":
+            scale = 1.0 - self.threshold if self.mode == "min" else 1.0 + self.threshold
+            bar = self.best * scale
+        else:
+            bar = self.best - self.threshold if self.mode == "min" else self.best + self.threshold
+        return value < bar if self.mode == "min" else value > bar
+
+    def _learning_rate(self):
+        rate = self.model.optimizer.learning_rate
+        if not isinstance(rate, keras.Variable):
+            raise ValueError(
+                "TorchReduceLROnPlateau sets the optimizer's learning rate, but this optimizer's "
+                "learning rate is a schedule, not a variable; give the optimizer a float "
+                "learning rate"
+            )
+        return rate
+
+    def _reduce_lr(self) -> None:
+        rate = self._learning_rate()
+        old_lr = float(keras.ops.convert_to_numpy(rate))
+        new_lr = max(old_lr * self.factor, self.min_lr)
+        if old_lr - new_lr > self.eps:
+            rate.assign(new_lr)
+            if self.verbose:
+                # torch.optim's verbose line (removed from torch by 2.13) as the notes' log shows
+                # it; the same f-string as PyTorch 1.x, whose {:5d} the log's spacing collapsed.
+                print(
+                    f"Epoch {self.last_epoch:5d}: reducing learning rate of group 0 to "
+                    f"{new_lr:.4e}."
+                )
