@@ -16,7 +16,13 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from keras_resnet.blocks import BLOCKS, SHORTCUTS, batch_norm, conv2d
+from keras_resnet.blocks import (
+    BLOCKS,
+    HE_NORMAL_FAN_OUT_INITIALIZER,
+    SHORTCUTS,
+    batch_norm,
+    conv2d,
+)
 
 STEMS = ("cifar", "imagenet")
 POOLINGS = (None, "avg", "max")
@@ -302,17 +308,18 @@ def _stem(x, spec: ModelSpec, pre_activation: bool):
     """3x3 convolution for CIFAR; 7x7/2 convolution and 3x3/2 max-pool for ImageNet."""
     width = spec.widths[0]
     if spec.stem == "cifar":
-        x = layers.ZeroPadding2D(1, name="stem_pad")(x)
-        x = conv2d(width, 3, name="stem_conv")(x)
+        x = conv2d(width, 3, name="stem_conv", initializer=HE_NORMAL_FAN_OUT_INITIALIZER)(x)
         if pre_activation:  # the first unit starts with its own BN-ReLU
             return x
     else:
-        x = layers.ZeroPadding2D(3, name="stem_pad")(x)
-        x = conv2d(width, 7, strides=2, name="stem_conv")(x)
+        x = conv2d(
+            width, 7, strides=2, name="stem_conv", initializer=HE_NORMAL_FAN_OUT_INITIALIZER
+        )(x)
     x = batch_norm("stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     if spec.stem == "imagenet":
-        # Zero padding equals PyTorch's -inf padding here: the input is a ReLU output.
+        # PyTorch pads the max-pool with -inf; zeros are the same here (the input is a ReLU
+        # output), and Keras's pooling has no symmetric padding, hence the separate layer.
         x = layers.ZeroPadding2D(1, name="pool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     return x
