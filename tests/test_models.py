@@ -18,6 +18,7 @@ from keras import layers
 
 from keras_resnet import build, get_spec, list_models
 from keras_resnet.blocks import BasicBlock, Bottleneck, PreActBasicBlock
+from keras_resnet.models import parameter_count
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,6 +164,27 @@ def test_imagenet_form_has_torchvisions_parameter_count(name, torchvision):
 def test_imagenet_backbone_downsamples_224_to_7():
     model = _skeleton("resnet50", stem="imagenet", input_shape=(224, 224, 3), include_top=False)
     assert model.output_shape == (None, 7, 7, 2048)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        *((name, counts[0]) for name, counts in NOTE_COUNTS.items()),
+        ("resnet20", 269_722),
+        ("resnet1202", _paper_counts(200)[0]),
+        ("plain56", _paper_counts(9)[0]),
+    ],
+)
+def test_parameter_count_gives_the_trainable_parameters_of_the_built_model(name, expected):
+    assert parameter_count(name) == expected
+
+
+def test_parameter_count_follows_num_classes_and_is_cached():
+    # A 100-way head adds 90 more rows of 512 weights and 90 biases to resnet18's 10-way one.
+    assert parameter_count("resnet18", 100) == 11_173_962 + 90 * 512 + 90
+    hits = parameter_count.cache_info().hits
+    assert parameter_count("resnet18", 100) == 11_173_962 + 90 * 512 + 90
+    assert parameter_count.cache_info().hits == hits + 1
 
 
 def test_shortcut_override_b_adds_the_two_projections_to_resnet20():
