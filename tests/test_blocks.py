@@ -456,7 +456,7 @@ def test_kernel_initializer_starts_every_convolution_of_the_block():
     for conv in _sublayers(block, layers.Conv2D):
         kernel = np.asarray(conv.kernel)
         bound = 1.0 / np.sqrt(np.prod(kernel.shape[:3]))
-        assert np.abs(kernel).max() <= bound, conv.name
+        assert np.abs(kernel).max() <= bound * (1 + 1e-6), conv.name  # float32
         assert np.abs(kernel).max() > 0.95 * bound, conv.name
         assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.05), conv.name
 
