@@ -49,6 +49,8 @@ class TorchConv2D(layers.Conv2D):
         if kwargs.pop("padding", "valid") != "valid":
             raise ValueError(f"{type(self).__name__} pads as PyTorch does; omit padding")
         super().__init__(filters, kernel_size, strides=strides, padding="valid", **kwargs)
+        if self.data_format != "channels_last":
+            raise ValueError(f"{type(self).__name__} is NHWC only, got {self.data_format!r}")
 
     @property
     def torch_padding(self) -> tuple[int, int]:

@@ -359,9 +359,11 @@ def test_torch_conv2d_round_trips_through_keras_serialization():
     assert (clone.kernel_size, clone.strides, clone.use_bias) == ((7, 7), (2, 2), False)
 
 
-def test_torch_conv2d_refuses_another_padding():
+def test_torch_conv2d_refuses_another_padding_or_layout():
     with pytest.raises(ValueError, match="pads as PyTorch does"):
         TorchConv2D(8, 3, padding="same")
+    with pytest.raises(ValueError, match="NHWC only, got 'channels_first'"):
+        TorchConv2D(8, 3, data_format="channels_first")
 
 
 def test_stride_2_first_convolution_pads_one_pixel_on_every_side():
