@@ -1,7 +1,7 @@
 """Residual blocks of He et al. (2015, 2016) as serialisable Keras 3 layers.
 
-Every number that makes these blocks match the notes' PyTorch model lives at the top of this
-file: BatchNorm settings, the convolution initialiser and PyTorch-style symmetric padding.
+Every number that makes these blocks match PyTorch lives at the top of this file: BatchNorm
+settings, the initialisers each source used and PyTorch-style symmetric padding (``TorchConv2D``).
 Blocks are NHWC (channels last) and infer their input channels when first built.
 """
 
@@ -13,28 +13,78 @@ from keras import layers, ops
 # PyTorch's BatchNorm2d(momentum=0.1) keeps 0.9 of the old running statistics: Keras's 0.9.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
-# torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu"): He-normal over fan-out.
-CONV_INITIALIZER = {
+# PyTorch's default for every Conv2d and Linear weight, kaiming_uniform_(a=sqrt(5)): U(-b, b) with
+# b = 1/sqrt(fan_in), which is VarianceScaling's uniform limit sqrt(3 * scale / fan_in) at 1/3.
+TORCH_DEFAULT_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
+}
+# The 2015 paper's and torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu").
+HE_NORMAL_FAN_OUT_INITIALIZER = {
     "class_name": "VarianceScaling",
     "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
 }
+
+
+def torch_bias_initializer(fan_in: int) -> keras.initializers.Initializer:
+    """PyTorch's default Conv2d/Linear bias, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / fan_in**0.5
+    return keras.initializers.RandomUniform(-bound, bound)
+
 
 SHORTCUTS = ("A", "B", "C", "none")
 """A: identity, subsample and zero-pad channels. B: projection only where the shape changes
 (the notes' default). C: projection everywhere. none: no shortcut (a plain net)."""
 
 
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class TorchConv2D(layers.Conv2D):
+    """A convolution padded as PyTorch's ``padding=kernel_size // 2``: on both sides, then valid.
+
+    Keras's ``padding="same"`` pads only the bottom/right for stride-2 convolutions on even
+    inputs, which shifts every stride-2 output by one pixel relative to PyTorch.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, **kwargs):
+        if kwargs.pop("padding", "valid") != "valid":
+            raise ValueError(f"{type(self).__name__} pads as PyTorch does; omit padding")
+        super().__init__(filters, kernel_size, strides=strides, padding="valid", **kwargs)
+        if self.data_format != "channels_last":
+            raise ValueError(f"{type(self).__name__} is NHWC only, got {self.data_format!r}")
+
+    @property
+    def torch_padding(self) -> tuple[int, int]:
+        return tuple(k // 2 for k in self.kernel_size)
+
+    def _padded(self, input_shape):
+        b, h, w, c = input_shape
+        ph, pw = self.torch_padding
+        return (b, None if h is None else h + 2 * ph, None if w is None else w + 2 * pw, c)
+
+    def call(self, inputs):
+        ph, pw = self.torch_padding
+        if ph or pw:
+            inputs = ops.pad(inputs, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+        return super().call(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return super().compute_output_shape(self._padded(input_shape))
+
+
 def conv2d(
-    filters: int, kernel_size: int, strides: int = 1, name: str | None = None, zero: bool = False
-) -> layers.Conv2D:
-    """A bias-free convolution; callers pad explicitly (see ``pad_like_torch``)."""
-    return layers.Conv2D(
+    filters: int, kernel_size: int, strides: int = 1, *, name: str, initializer: str | dict
+) -> TorchConv2D:
+    """A bias-free, PyTorch-padded convolution.
+
+    ``initializer`` is a name or config, not an instance: an unseeded instance shared by two
+    layers draws the same numbers for both.
+    """
+    return TorchConv2D(
         filters,
         kernel_size,
         strides=strides,
-        padding="valid",
         use_bias=False,
-        kernel_initializer="zeros" if zero else keras.initializers.get(CONV_INITIALIZER),
+        kernel_initializer=initializer,
         name=name,
     )
 
@@ -48,44 +98,20 @@ def batch_norm(name: str, zero_gamma: bool = False) -> layers.BatchNormalization
     )
 
 
-def pad_like_torch(x, kernel_size: int):
-    """Pad both sides by ``kernel_size // 2``, as PyTorch's ``padding=k//2`` does.
-
-    Keras's ``padding="same"`` pads only the bottom/right for stride-2 convolutions on even
-    inputs, which shifts every stride-2 output by one pixel relative to PyTorch.
-    """
-    p = kernel_size // 2
-    if p == 0:
-        return x
-    return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
-
-
-def _padded(shape: tuple, kernel_size: int) -> tuple:
-    p = 2 * (kernel_size // 2)
-    return (shape[0], *(None if d is None else d + p for d in shape[1:3]), shape[3])
-
-
-def _build_conv(conv: layers.Conv2D, shape: tuple) -> tuple:
-    """Build ``conv`` for an input of ``shape`` (before padding); return its output shape."""
-    padded = _padded(shape, conv.kernel_size[0])
-    conv.build(padded)
-    return conv.compute_output_shape(padded)
-
-
-def _build_bn(bn: layers.BatchNormalization, shape: tuple) -> tuple:
-    bn.build(shape)
+def _build_chain(shape: tuple, *chain: layers.Layer) -> tuple:
+    """Build each layer of ``chain`` on the output shape of the one before; return the last."""
+    for layer in chain:
+        layer.build(shape)
+        shape = layer.compute_output_shape(shape)
     return shape
-
-
-def _apply_conv(conv: layers.Conv2D, x):
-    return conv(pad_like_torch(x, conv.kernel_size[0]))
 
 
 class ResidualBlock(layers.Layer):
     """Shared machinery of every block: arguments, input checks, the shortcut and ``get_config``.
 
     Subclasses set ``expansion`` and ``pre_activation`` and implement ``_build_branch`` and
-    ``_forward``: the whole unit, F(x) plus the shortcut.
+    ``_residual``, the branch F(x); ``call`` adds the shortcut once for all of them.
+    ``kernel_initializer`` starts every convolution (the default is the 2015 paper's).
     """
 
     expansion = 1
@@ -97,6 +123,9 @@ class ResidualBlock(layers.Layer):
         strides: int = 1,
         shortcut: str = "B",
         zero_init_residual: bool = False,
+        kernel_initializer: str | dict | keras.initializers.Initializer = (
+            HE_NORMAL_FAN_OUT_INITIALIZER
+        ),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -115,12 +144,20 @@ class ResidualBlock(layers.Layer):
         self.strides = strides
         self.shortcut = shortcut
         self.zero_init_residual = bool(zero_init_residual)
+        # Kept serialised: each convolution then builds its own instance from it (see conv2d).
+        self.kernel_initializer = keras.initializers.serialize(
+            keras.initializers.get(kernel_initializer)
+        )
         self.in_channels: int | None = None
         self.projects = False
 
     @property
     def out_channels(self) -> int:
         return self.filters * self.expansion
+
+    def _conv(self, filters: int, kernel_size: int, strides: int = 1, *, name: str, zero=False):
+        initializer = "zeros" if zero else self.kernel_initializer
+        return conv2d(filters, kernel_size, strides, name=name, initializer=initializer)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -143,12 +180,15 @@ class ResidualBlock(layers.Layer):
             )
         self.projects = self.shortcut == "C" or (self.shortcut == "B" and reshapes)
         if self.projects:
-            self.shortcut_conv = conv2d(self.out_channels, 1, self.strides, name="shortcut_conv")
-            out = _build_conv(self.shortcut_conv, input_shape)
+            self.shortcut_conv = self._conv(
+                self.out_channels, 1, self.strides, name="shortcut_conv"
+            )
             # The 2016 pre-activation unit keeps its shortcut a bare convolution.
-            if not self.pre_activation:
+            if self.pre_activation:
+                _build_chain(input_shape, self.shortcut_conv)
+            else:
                 self.shortcut_bn = batch_norm("shortcut_bn")
-                self.shortcut_bn.build(out)
+                _build_chain(input_shape, self.shortcut_conv, self.shortcut_bn)
         self._build_branch(input_shape)
 
     def _check_dtype(self, x) -> None:
@@ -168,7 +208,16 @@ class ResidualBlock(layers.Layer):
 
     def call(self, x, training=None):
         self._check_dtype(x)  # at trace time only, under jit
-        return self._forward(x, training)
+        y, activated = self._residual(x, training)
+        if self.shortcut != "none":
+            y = y + self._shortcut_path(activated if self.projects else x, training)
+        # The 2016 unit leaves its sum unactivated: the next unit's BN-ReLU comes first.
+        return y if self.pre_activation else ops.relu(y)
+
+    def _residual(self, x, training) -> tuple:
+        """F(x), and the input a projection shortcut reads: ``x``, or for pre-activation units
+        BN-ReLU(x), as in the 2016 paper's code."""
+        raise NotImplementedError
 
     def _shortcut_path(self, x, training):
         """The identity (option A or B) or the projection ``W_s x`` (B where shapes differ, C)."""
@@ -199,6 +248,7 @@ class ResidualBlock(layers.Layer):
             strides=self.strides,
             shortcut=self.shortcut,
             zero_init_residual=self.zero_init_residual,
+            kernel_initializer=self.kernel_initializer,
         )
         return config
 
@@ -208,19 +258,15 @@ class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions: ``ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x))``."""
 
     def _build_branch(self, shape):
-        self.conv1 = conv2d(self.filters, 3, self.strides, name="conv1")
+        self.conv1 = self._conv(self.filters, 3, self.strides, name="conv1")
         self.bn1 = batch_norm("bn1")
-        self.conv2 = conv2d(self.filters, 3, name="conv2")
+        self.conv2 = self._conv(self.filters, 3, name="conv2")
         self.bn2 = batch_norm("bn2", zero_gamma=self.zero_init_residual)
-        shape = _build_bn(self.bn1, _build_conv(self.conv1, shape))
-        _build_bn(self.bn2, _build_conv(self.conv2, shape))
+        _build_chain(shape, self.conv1, self.bn1, self.conv2, self.bn2)
 
-    def _forward(self, x, training):
-        y = ops.relu(self.bn1(_apply_conv(self.conv1, x), training=training))
-        y = self.bn2(_apply_conv(self.conv2, y), training=training)
-        if self.shortcut != "none":
-            y = y + self._shortcut_path(x, training)
-        return ops.relu(y)
+    def _residual(self, x, training):
+        y = ops.relu(self.bn1(self.conv1(x), training=training))
+        return self.bn2(self.conv2(y), training=training), x
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -230,23 +276,18 @@ class Bottleneck(ResidualBlock):
     expansion = 4
 
     def _build_branch(self, shape):
-        self.conv1 = conv2d(self.filters, 1, name="conv1")
+        self.conv1 = self._conv(self.filters, 1, name="conv1")
         self.bn1 = batch_norm("bn1")
-        self.conv2 = conv2d(self.filters, 3, self.strides, name="conv2")
+        self.conv2 = self._conv(self.filters, 3, self.strides, name="conv2")
         self.bn2 = batch_norm("bn2")
-        self.conv3 = conv2d(self.out_channels, 1, name="conv3")
+        self.conv3 = self._conv(self.out_channels, 1, name="conv3")
         self.bn3 = batch_norm("bn3", zero_gamma=self.zero_init_residual)
-        shape = _build_bn(self.bn1, _build_conv(self.conv1, shape))
-        shape = _build_bn(self.bn2, _build_conv(self.conv2, shape))
-        _build_bn(self.bn3, _build_conv(self.conv3, shape))
+        _build_chain(shape, self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3)
 
-    def _forward(self, x, training):
-        y = ops.relu(self.bn1(_apply_conv(self.conv1, x), training=training))
-        y = ops.relu(self.bn2(_apply_conv(self.conv2, y), training=training))
-        y = self.bn3(_apply_conv(self.conv3, y), training=training)
-        if self.shortcut != "none":
-            y = y + self._shortcut_path(x, training)
-        return ops.relu(y)
+    def _residual(self, x, training):
+        y = ops.relu(self.bn1(self.conv1(x), training=training))
+        y = ops.relu(self.bn2(self.conv2(y), training=training))
+        return self.bn3(self.conv3(y), training=training), x
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -260,19 +301,15 @@ class PreActBasicBlock(ResidualBlock):
 
     def _build_branch(self, shape):
         self.bn1 = batch_norm("bn1")
-        self.conv1 = conv2d(self.filters, 3, self.strides, name="conv1")
+        self.conv1 = self._conv(self.filters, 3, self.strides, name="conv1")
         self.bn2 = batch_norm("bn2")
-        self.conv2 = conv2d(self.filters, 3, name="conv2", zero=self.zero_init_residual)
-        shape = _build_conv(self.conv1, _build_bn(self.bn1, shape))
-        _build_conv(self.conv2, _build_bn(self.bn2, shape))
+        self.conv2 = self._conv(self.filters, 3, name="conv2", zero=self.zero_init_residual)
+        _build_chain(shape, self.bn1, self.conv1, self.bn2, self.conv2)
 
-    def _forward(self, x, training):
+    def _residual(self, x, training):
         a = ops.relu(self.bn1(x, training=training))
-        y = _apply_conv(self.conv1, a)
-        y = _apply_conv(self.conv2, ops.relu(self.bn2(y, training=training)))
-        if self.shortcut == "none":
-            return y
-        return y + self._shortcut_path(a if self.projects else x, training)
+        y = self.conv1(a)
+        return self.conv2(ops.relu(self.bn2(y, training=training))), a
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -284,23 +321,18 @@ class PreActBottleneck(ResidualBlock):
 
     def _build_branch(self, shape):
         self.bn1 = batch_norm("bn1")
-        self.conv1 = conv2d(self.filters, 1, name="conv1")
+        self.conv1 = self._conv(self.filters, 1, name="conv1")
         self.bn2 = batch_norm("bn2")
-        self.conv2 = conv2d(self.filters, 3, self.strides, name="conv2")
+        self.conv2 = self._conv(self.filters, 3, self.strides, name="conv2")
         self.bn3 = batch_norm("bn3")
-        self.conv3 = conv2d(self.out_channels, 1, name="conv3", zero=self.zero_init_residual)
-        shape = _build_conv(self.conv1, _build_bn(self.bn1, shape))
-        shape = _build_conv(self.conv2, _build_bn(self.bn2, shape))
-        _build_conv(self.conv3, _build_bn(self.bn3, shape))
+        self.conv3 = self._conv(self.out_channels, 1, name="conv3", zero=self.zero_init_residual)
+        _build_chain(shape, self.bn1, self.conv1, self.bn2, self.conv2, self.bn3, self.conv3)
 
-    def _forward(self, x, training):
+    def _residual(self, x, training):
         a = ops.relu(self.bn1(x, training=training))
-        y = _apply_conv(self.conv1, a)
-        y = _apply_conv(self.conv2, ops.relu(self.bn2(y, training=training)))
-        y = _apply_conv(self.conv3, ops.relu(self.bn3(y, training=training)))
-        if self.shortcut == "none":
-            return y
-        return y + self._shortcut_path(a if self.projects else x, training)
+        y = self.conv1(a)
+        y = self.conv2(ops.relu(self.bn2(y, training=training)))
+        return self.conv3(ops.relu(self.bn3(y, training=training))), a
 
 
 BLOCKS = {

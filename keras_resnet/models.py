@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -16,14 +17,36 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from keras_resnet.blocks import BLOCKS, SHORTCUTS, batch_norm, conv2d
+from keras_resnet.blocks import (
+    BLOCKS,
+    HE_NORMAL_FAN_OUT_INITIALIZER,
+    SHORTCUTS,
+    TORCH_DEFAULT_INITIALIZER,
+    batch_norm,
+    conv2d,
+    torch_bias_initializer,
+)
 
 STEMS = ("cifar", "imagenet")
 POOLINGS = (None, "avg", "max")
-# PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), so the head starts as the notes'.
-DENSE_INITIALIZER = {
-    "class_name": "VarianceScaling",
-    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
+
+
+@dataclasses.dataclass(frozen=True)
+class Initialization:
+    """How one source starts its weights; BatchNorm always starts at gamma 1, beta 0."""
+
+    conv: dict
+    torch_dense_bias: bool  # PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)), else zeros
+
+
+# The dense kernel is PyTorch's default in all three; the head's bias and the convolutions differ.
+INITIALIZATIONS = {
+    # The notes' and kuangliu's nets: PyTorch's defaults, left untouched.
+    "torch": Initialization(TORCH_DEFAULT_INITIALIZER, torch_dense_bias=True),
+    # The 2015 paper's CIFAR nets: He-normal convolutions (Keras's zero dense bias).
+    "he": Initialization(HE_NORMAL_FAN_OUT_INITIALIZER, torch_dense_bias=False),
+    # torchvision's ResNet: He-normal fan-out convolutions, nn.Linear left at its default.
+    "torchvision": Initialization(HE_NORMAL_FAN_OUT_INITIALIZER, torch_dense_bias=True),
 }
 
 
@@ -37,6 +60,9 @@ class ModelSpec:
     shortcut: str = "B"
     stem: str = "cifar"
     zero_init_residual: bool = False
+    # How the weights start, as the net's source did (a key of INITIALIZATIONS); the "imagenet"
+    # stem implies torchvision's unless an initializer is given with it.
+    initializer: str = "he"
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -48,12 +74,13 @@ def register(name: str, **fields) -> None:
 
 PAPER = (16, 32, 64)  # the 2015 paper's CIFAR nets: 6n+2 layers, option-A shortcuts
 
-# The notes' CIFAR-10 nets (kuangliu/pytorch-cifar layout): 3x3 stem, four stages, no max-pool.
-register("resnet18", block="basic", depths=(2, 2, 2, 2))
-register("resnet34", block="basic", depths=(3, 4, 6, 3))
-register("resnet50", block="bottleneck", depths=(3, 4, 6, 3))
-register("resnet101", block="bottleneck", depths=(3, 4, 23, 3))
-register("resnet152", block="bottleneck", depths=(3, 8, 36, 3))
+# The notes' CIFAR-10 nets (kuangliu/pytorch-cifar layout): 3x3 stem, four stages, no max-pool,
+# PyTorch's default initialisation.
+register("resnet18", block="basic", depths=(2, 2, 2, 2), initializer="torch")
+register("resnet34", block="basic", depths=(3, 4, 6, 3), initializer="torch")
+register("resnet50", block="bottleneck", depths=(3, 4, 6, 3), initializer="torch")
+register("resnet101", block="bottleneck", depths=(3, 4, 23, 3), initializer="torch")
+register("resnet152", block="bottleneck", depths=(3, 8, 36, 3), initializer="torch")
 # The 2015 paper, section 4.2 (n = 1, 2 are small extras for quick experiments).
 register("resnet8", block="basic", depths=(1, 1, 1), widths=PAPER, shortcut="A")
 register("resnet14", block="basic", depths=(2, 2, 2), widths=PAPER, shortcut="A")
@@ -64,8 +91,8 @@ register("resnet56", block="basic", depths=(9, 9, 9), widths=PAPER, shortcut="A"
 register("resnet110", block="basic", depths=(18, 18, 18), widths=PAPER, shortcut="A")
 register("resnet1202", block="basic", depths=(200, 200, 200), widths=PAPER, shortcut="A")
 # Plain counterparts for the degradation study: the same stacks without shortcuts.
-register("plain18", block="basic", depths=(2, 2, 2, 2), shortcut="none")
-register("plain34", block="basic", depths=(3, 4, 6, 3), shortcut="none")
+register("plain18", block="basic", depths=(2, 2, 2, 2), shortcut="none", initializer="torch")
+register("plain34", block="basic", depths=(3, 4, 6, 3), shortcut="none", initializer="torch")
 register("plain8", block="basic", depths=(1, 1, 1), widths=PAPER, shortcut="none")
 register("plain14", block="basic", depths=(2, 2, 2), widths=PAPER, shortcut="none")
 register("plain20", block="basic", depths=(3, 3, 3), widths=PAPER, shortcut="none")
@@ -73,9 +100,9 @@ register("plain32", block="basic", depths=(5, 5, 5), widths=PAPER, shortcut="non
 register("plain44", block="basic", depths=(7, 7, 7), widths=PAPER, shortcut="none")
 register("plain56", block="basic", depths=(9, 9, 9), widths=PAPER, shortcut="none")
 register("plain110", block="basic", depths=(18, 18, 18), widths=PAPER, shortcut="none")
-# The 2016 paper's pre-activation units.
-register("preact_resnet18", block="preact_basic", depths=(2, 2, 2, 2))
-register("preact_resnet34", block="preact_basic", depths=(3, 4, 6, 3))
+# The 2016 paper's pre-activation units (the 18 and 34 in kuangliu's layout).
+register("preact_resnet18", block="preact_basic", depths=(2, 2, 2, 2), initializer="torch")
+register("preact_resnet34", block="preact_basic", depths=(3, 4, 6, 3), initializer="torch")
 register("preact_resnet110", block="preact_basic", depths=(18, 18, 18), widths=PAPER)
 register("preact_resnet164", block="preact_bottleneck", depths=(18, 18, 18), widths=PAPER)
 register("preact_resnet1001", block="preact_bottleneck", depths=(111, 111, 111), widths=PAPER)
@@ -103,6 +130,9 @@ def get_spec(name: str, **overrides) -> ModelSpec:
     _check_choice("block", spec.block, tuple(BLOCKS))
     _check_choice("shortcut", spec.shortcut, SHORTCUTS)
     _check_choice("stem", spec.stem, STEMS)
+    _check_choice("initializer", spec.initializer, tuple(INITIALIZATIONS))
+    if spec.stem == "imagenet" and "initializer" not in overrides:
+        spec = dataclasses.replace(spec, initializer="torchvision")  # the stem's source
     if not (
         _is_int_sequence(spec.depths)
         and _is_int_sequence(spec.widths)
@@ -198,6 +228,7 @@ def build(
     _check_activation(classifier_activation)
     input_shape = _check_input_shape(name, spec, input_shape)
     block = BLOCKS[spec.block]
+    init = INITIALIZATIONS[spec.initializer]
 
     if augmentation is not None and not isinstance(augmentation, layers.Layer):
         raise ValueError(f"augmentation must be a keras Layer or None, got {augmentation!r}")
@@ -211,7 +242,7 @@ def build(
             variance=tuple((s * 255.0) ** 2 for s in std),
             name="normalize",
         )(x)
-    x = _stem(x, spec, block.pre_activation)
+    x = _stem(x, spec, block.pre_activation, init.conv)
     for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True), start=1):
         for index in range(depth):
             x = block(
@@ -219,6 +250,7 @@ def build(
                 strides=2 if stage > 1 and index == 0 else 1,
                 shortcut=spec.shortcut,
                 zero_init_residual=spec.zero_init_residual,
+                kernel_initializer=init.conv,
                 name=f"stage{stage}_block{index}",
             )(x)
     if block.pre_activation:  # the 2016 paper ends with BN-ReLU before pooling
@@ -226,10 +258,12 @@ def build(
         x = layers.ReLU(name="final_relu")(x)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        fan_in = x.shape[-1]
         x = layers.Dense(
             num_classes,
             activation=classifier_activation,
-            kernel_initializer=keras.initializers.get(DENSE_INITIALIZER),
+            kernel_initializer=TORCH_DEFAULT_INITIALIZER,
+            bias_initializer=torch_bias_initializer(fan_in) if init.torch_dense_bias else "zeros",
             dtype="float32",
             name="predictions",
         )(x)
@@ -298,57 +332,32 @@ def _is_finite_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _stem(x, spec: ModelSpec, pre_activation: bool):
+def _stem(x, spec: ModelSpec, pre_activation: bool, initializer: dict):
     """3x3 convolution for CIFAR; 7x7/2 convolution and 3x3/2 max-pool for ImageNet."""
     width = spec.widths[0]
     if spec.stem == "cifar":
-        x = layers.ZeroPadding2D(1, name="stem_pad")(x)
-        x = conv2d(width, 3, name="stem_conv")(x)
+        x = conv2d(width, 3, name="stem_conv", initializer=initializer)(x)
         if pre_activation:  # the first unit starts with its own BN-ReLU
             return x
     else:
-        x = layers.ZeroPadding2D(3, name="stem_pad")(x)
-        x = conv2d(width, 7, strides=2, name="stem_conv")(x)
+        x = conv2d(width, 7, strides=2, name="stem_conv", initializer=initializer)(x)
     x = batch_norm("stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     if spec.stem == "imagenet":
-        # Zero padding equals PyTorch's -inf padding here: the input is a ReLU output.
+        # PyTorch pads the max-pool with -inf; zeros are the same here (the input is a ReLU
+        # output), and Keras's pooling has no symmetric padding, hence the separate layer.
         x = layers.ZeroPadding2D(1, name="pool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     return x
 
 
-def count_parameters(name: str, num_classes: int = 10, **overrides) -> int:
-    """Trainable parameters of ``build(name, num_classes=...)``, computed without building it.
+@functools.cache
+def parameter_count(name: str, num_classes: int = 10) -> int:
+    """Trainable parameters of ``build(name, num_classes=num_classes)``, counted by Keras.
 
-    Building ResNet-1202 takes a while; ``python -m keras_resnet list`` needs only the count.
+    The weights are created at their shapes but never initialised, which keeps even
+    ResNet-1202 quick; the result is cached for listings.
     """
-    _check_num_classes(num_classes)
-    spec = get_spec(name, **overrides)
-    block = BLOCKS[spec.block]
-    bottleneck, pre = block.expansion == 4, block.pre_activation
-    width = spec.widths[0]
-    total = (49 if spec.stem == "imagenet" else 9) * 3 * width
-    if not pre or spec.stem == "imagenet":
-        total += 2 * width  # stem BN
-    channels = width
-    for stage, (depth, filters) in enumerate(zip(spec.depths, spec.widths, strict=True)):
-        out = filters * block.expansion
-        for index in range(depth):
-            strides = 2 if stage > 0 and index == 0 else 1
-            if bottleneck:
-                convs = channels * filters + 9 * filters * filters + filters * out
-                norms = (channels if pre else out) + 2 * filters
-            else:
-                convs = 9 * channels * filters + 9 * filters * filters
-                norms = (channels if pre else filters) + filters
-            total += convs + 2 * norms
-            projects = spec.shortcut == "C" or (
-                spec.shortcut == "B" and (strides != 1 or channels != out)
-            )
-            if projects:
-                total += channels * out + (0 if pre else 2 * out)
-            channels = out
-    if pre:
-        total += 2 * channels  # final BN
-    return total + channels * num_classes + num_classes
+    with keras.StatelessScope(initialize_variables=False):
+        model = build(name, num_classes=num_classes)
+    return sum(math.prod(w.shape) for w in model.trainable_weights)

@@ -14,11 +14,13 @@ import pytest
 from keras import layers
 
 from keras_resnet.blocks import (
+    HE_NORMAL_FAN_OUT_INITIALIZER,
+    TORCH_DEFAULT_INITIALIZER,
     BasicBlock,
     Bottleneck,
     PreActBasicBlock,
     PreActBottleneck,
-    pad_like_torch,
+    TorchConv2D,
 )
 
 ALL_BLOCKS = (BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck)
@@ -296,13 +298,17 @@ def test_inference_output_matches_a_pytorch_style_reference(
     _assert_close(_run(block, x), _reference(block, x))
 
 
-def test_pad_like_torch_then_valid_conv_equals_lax_conv_with_symmetric_padding():
+def _torch_conv(kernel, strides=1):
+    conv = TorchConv2D(kernel.shape[-1], kernel.shape[:2], strides=strides, use_bias=False)
+    conv.build((None, None, None, kernel.shape[2]))
+    conv.kernel.assign(kernel)
+    return conv
+
+
+def test_torch_conv2d_equals_lax_conv_with_symmetric_padding():
     x = _x((2, 8, 8, 16))
     kernel = _x((3, 3, 16, 32), seed=1)
-    conv = layers.Conv2D(32, 3, strides=2, use_bias=False, kernel_initializer="zeros")
-    conv.build((None, 10, 10, 16))
-    conv.kernel.assign(kernel)
-    ours = np.asarray(conv(pad_like_torch(x, 3)))
+    ours = np.asarray(_torch_conv(kernel, strides=2)(x))
     torch_like = np.asarray(
         jax.lax.conv_general_dilated(
             x,
@@ -322,21 +328,51 @@ def test_pad_like_torch_then_valid_conv_equals_lax_conv_with_symmetric_padding()
     assert not np.allclose(np.asarray(same(x)), torch_like, atol=1e-3)
 
 
+@pytest.mark.parametrize(("kernel_size", "pad"), [(1, 0), (3, 1), (7, 3)])
+def test_torch_conv2d_pads_kernel_size_floor_half_on_both_sides(kernel_size, pad):
+    # A kernel that picks its top-left tap reads padded[i, j] = x[i - pad, j - pad]: the output
+    # keeps the input's size (2 * pad in all) and is x shifted down and right by pad.
+    kernel = np.zeros((kernel_size, kernel_size, 1, 1), "float32")
+    kernel[0, 0] = 1.0
+    x = _x((1, 9, 10, 1))
+    y = np.asarray(_torch_conv(kernel)(x))
+    assert y.shape == x.shape
+    np.testing.assert_array_equal(y[:, pad:, pad:], x[:, : 9 - pad, : 10 - pad])
+    np.testing.assert_array_equal(y[:, :pad], 0.0)
+    np.testing.assert_array_equal(y[:, :, :pad], 0.0)
+
+
+@pytest.mark.parametrize(("side", "out"), [(8, 4), (9, 5), (None, None)])
+def test_torch_conv2d_output_shape_follows_pytorchs_formula(side, out):
+    # floor((side + 2 * 1 - 3) / 2) + 1
+    conv = TorchConv2D(4, 3, strides=2)
+    assert conv.compute_output_shape((2, side, side, 3)) == (2, out, out, 4)
+
+
+def test_torch_conv2d_round_trips_through_keras_serialization():
+    conv = TorchConv2D(8, 7, strides=2, use_bias=False, name="stem_conv")
+    serialized = keras.saving.serialize_keras_object(conv)
+    assert serialized["registered_name"] == "keras_resnet>TorchConv2D"
+    clone = keras.saving.deserialize_keras_object(serialized)
+    assert type(clone) is TorchConv2D
+    assert clone.get_config() == conv.get_config()
+    assert (clone.kernel_size, clone.strides, clone.use_bias) == ((7, 7), (2, 2), False)
+
+
+def test_torch_conv2d_refuses_another_padding_or_layout():
+    with pytest.raises(ValueError, match="pads as PyTorch does"):
+        TorchConv2D(8, 3, padding="same")
+    with pytest.raises(ValueError, match="NHWC only, got 'channels_first'"):
+        TorchConv2D(8, 3, data_format="channels_first")
+
+
 def test_stride_2_first_convolution_pads_one_pixel_on_every_side():
     block = BasicBlock(32, strides=2)
     x = _x((2, 8, 8, 16))
     block.build(x.shape)
-    first = np.asarray(block.conv1(pad_like_torch(x, 3)))
+    assert isinstance(block.conv1, TorchConv2D)
+    first = np.asarray(block.conv1(x))
     np.testing.assert_allclose(first, _conv(x, block.conv1, 2), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize(("kernel_size", "pad"), [(1, 0), (3, 1), (7, 3)])
-def test_pad_like_torch_pads_kernel_size_floor_half_on_both_sides(kernel_size, pad):
-    x = _x((1, 5, 6, 2))
-    y = np.asarray(pad_like_torch(x, kernel_size))
-    assert y.shape == (1, 5 + 2 * pad, 6 + 2 * pad, 2)
-    np.testing.assert_array_equal(y[:, pad : pad + 5, pad : pad + 6, :], x)
-    assert np.count_nonzero(y) == np.count_nonzero(x)
 
 
 # --- zero_init_residual ------------------------------------------------------------------------
@@ -415,18 +451,65 @@ def test_convolution_kernels_start_he_normal_over_fan_out():
     assert np.abs(kernel).max() > 3.5 * expected_std
 
 
+def test_kernel_initializer_starts_every_convolution_of_the_block():
+    # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in = 3*3*64 for conv1.
+    block = BasicBlock(128, kernel_initializer=TORCH_DEFAULT_INITIALIZER)
+    block.build((None, 8, 8, 64))
+    for conv in _sublayers(block, layers.Conv2D):
+        kernel = np.asarray(conv.kernel)
+        bound = 1.0 / np.sqrt(np.prod(kernel.shape[:3]))
+        assert np.abs(kernel).max() <= bound * (1 + 1e-6), conv.name  # float32
+        assert np.abs(kernel).max() > 0.95 * bound, conv.name
+        assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.05), conv.name
+
+
+def test_each_convolution_draws_its_own_kernel():
+    block = BasicBlock(16)
+    block.build((None, 8, 8, 16))
+    assert block.conv1.kernel.shape == block.conv2.kernel.shape
+    assert not np.allclose(np.asarray(block.conv1.kernel), np.asarray(block.conv2.kernel))
+
+
+@pytest.mark.parametrize("cls", ALL_BLOCKS)
+def test_a_config_saved_without_kernel_initializer_loads_with_he_normal_fan_out(cls):
+    # Files written before the argument existed lack the key.
+    config = cls(16).get_config()
+    del config["kernel_initializer"]
+    block = cls.from_config(config)
+    assert block.get_config()["kernel_initializer"] == keras.initializers.serialize(
+        keras.initializers.get(HE_NORMAL_FAN_OUT_INITIALIZER)
+    )
+
+
 # --- Config round trip -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cls", ALL_BLOCKS)
 def test_get_config_round_trips_through_from_config(cls):
-    block = cls(24, strides=2, shortcut="C", zero_init_residual=True, name="my_block")
+    block = cls(
+        24,
+        strides=2,
+        shortcut="C",
+        zero_init_residual=True,
+        kernel_initializer=TORCH_DEFAULT_INITIALIZER,
+        name="my_block",
+    )
     config = block.get_config()
-    assert {k: config[k] for k in ("filters", "strides", "shortcut", "zero_init_residual")} == {
+    keys = ("filters", "strides", "shortcut", "zero_init_residual")
+    assert {k: config[k] for k in keys} == {
         "filters": 24,
         "strides": 2,
         "shortcut": "C",
         "zero_init_residual": True,
+    }
+    initializer = keras.initializers.deserialize(config["kernel_initializer"])
+    assert initializer.get_config() == {
+        "seed": None,
+        "scale": pytest.approx(1 / 3),
+        "mode": "fan_in",
+        "distribution": "uniform",
+        "input_axes": None,
+        "output_axes": None,
     }
     clone = cls.from_config(config)
     assert type(clone) is cls

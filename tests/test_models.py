@@ -18,6 +18,7 @@ from keras import layers
 
 from keras_resnet import build, get_spec, list_models
 from keras_resnet.blocks import BasicBlock, Bottleneck, PreActBasicBlock
+from keras_resnet.models import parameter_count
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,6 +164,27 @@ def test_imagenet_form_has_torchvisions_parameter_count(name, torchvision):
 def test_imagenet_backbone_downsamples_224_to_7():
     model = _skeleton("resnet50", stem="imagenet", input_shape=(224, 224, 3), include_top=False)
     assert model.output_shape == (None, 7, 7, 2048)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        *((name, counts[0]) for name, counts in NOTE_COUNTS.items()),
+        ("resnet20", 269_722),
+        ("resnet1202", _paper_counts(200)[0]),
+        ("plain56", _paper_counts(9)[0]),
+    ],
+)
+def test_parameter_count_gives_the_trainable_parameters_of_the_built_model(name, expected):
+    assert parameter_count(name) == expected
+
+
+def test_parameter_count_follows_num_classes_and_is_cached():
+    # A 100-way head adds 90 more rows of 512 weights and 90 biases to resnet18's 10-way one.
+    assert parameter_count("resnet18", 100) == 11_173_962 + 90 * 512 + 90
+    hits = parameter_count.cache_info().hits
+    assert parameter_count("resnet18", 100) == 11_173_962 + 90 * 512 + 90
+    assert parameter_count.cache_info().hits == hits + 1
 
 
 def test_shortcut_override_b_adds_the_two_projections_to_resnet20():
@@ -359,6 +381,142 @@ def test_zero_init_residual_override_zeroes_the_last_batch_norm_of_every_block(n
         np.testing.assert_array_equal(np.asarray(block.bn2.gamma), 1.0, err_msg=block.name)
 
 
+# --- Initialisation, as each source did it ----------------------------------------------------
+
+NOTES_NETS = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "plain18", "plain34"}
+NOTES_NETS |= {"preact_resnet18", "preact_resnet34"}
+
+
+def test_each_registered_net_starts_as_its_source_did():
+    # The notes and kuangliu/pytorch-cifar leave PyTorch's defaults; the 2015 paper uses He.
+    assert {name: get_spec(name).initializer for name in list_models()} == {
+        name: "torch" if name in NOTES_NETS else "he" for name in list_models()
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"stem": "imagenet"}, "torchvision"),
+        ({"stem": "imagenet", "initializer": "torch"}, "torch"),
+        ({"initializer": "he"}, "he"),
+        ({"stem": "cifar"}, "torch"),
+    ],
+)
+def test_the_imagenet_stem_implies_torchvisions_initialisation_unless_overridden(
+    overrides, expected
+):
+    assert get_spec("resnet18", **overrides).initializer == expected
+    assert get_spec("resnet20", **overrides).initializer == (
+        "he" if expected == "torch" and "initializer" not in overrides else expected
+    )
+
+
+def _torch_layer(kind, *args, he_fan_out=False):
+    """A freshly built ``torch.nn.<kind>(*args)``; torchvision's ResNet re-initialises every
+    Conv2d with ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    layer = getattr(torch.nn, kind)(*args)
+    if he_fan_out:
+        torch.nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+    return layer
+
+
+def _assert_distributed_like(ours, theirs, rel=0.03):
+    """The same spread and reach as PyTorch's: He-normal has 2.4 times the spread of PyTorch's
+    default (and fan-in vs fan-out differ by sqrt(2) in these layers), and a normal sample of
+    this size reaches about three times farther than a uniform one of equal spread."""
+    ours, theirs = np.asarray(ours).ravel(), theirs.detach().numpy().ravel()
+    assert ours.size == theirs.size
+    assert ours.std() == pytest.approx(theirs.std(), rel=rel)
+    assert np.abs(ours).max() == pytest.approx(np.abs(theirs).max(), rel=0.15)
+    assert abs(ours.mean()) < 0.05 * theirs.std()
+
+
+# stage4_block0.conv1 maps 256 to 512 channels: fan-in 2304 and fan-out 4608 differ.
+CONV_256_512 = ("Conv2d", 256, 512, 3)
+
+
+@pytest.fixture(scope="module")
+def notes_resnet18():
+    keras.utils.set_random_seed(0)
+    return build("resnet18", num_classes=1000)
+
+
+def _batch_norms_start_at_one_and_zero(model):
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, layers.BatchNormalization):
+            np.testing.assert_array_equal(np.asarray(layer.gamma), 1.0, err_msg=layer.name)
+            np.testing.assert_array_equal(np.asarray(layer.beta), 0.0, err_msg=layer.name)
+
+
+def test_the_notes_resnet18_starts_with_pytorchs_default_conv_and_linear(notes_resnet18):
+    model = notes_resnet18
+    conv = model.get_layer("stage4_block0").conv1.kernel
+    _assert_distributed_like(conv, _torch_layer(*CONV_256_512).weight)
+    head = model.get_layer("predictions")
+    _assert_distributed_like(head.kernel, _torch_layer("Linear", 512, 1000).weight)
+    _assert_distributed_like(head.bias, _torch_layer("Linear", 512, 1000).bias, rel=0.1)
+    assert np.abs(np.asarray(head.bias)).max() <= (1 + 1e-6) / np.sqrt(512)
+    _batch_norms_start_at_one_and_zero(model)
+
+
+def test_every_convolution_of_the_notes_nets_stays_within_pytorchs_uniform_bound(
+    notes_resnet18,
+):
+    convs = [
+        layer
+        for layer in notes_resnet18._flatten_layers(include_self=False)
+        if isinstance(layer, layers.Conv2D)
+    ]
+    assert len(convs) == 1 + 2 * 8 + 3  # the stem, two per block and three projections
+    for conv in convs:
+        kernel = np.asarray(conv.kernel)
+        bound = 1 / np.sqrt(np.prod(kernel.shape[:3]))
+        assert np.abs(kernel).max() <= bound * (1 + 1e-6), conv.name  # float32
+        assert np.abs(kernel).max() > 0.9 * bound, conv.name
+
+
+def test_the_head_of_a_saved_notes_net_keeps_pytorchs_bias_initializer(notes_resnet18):
+    config = keras.saving.serialize_keras_object(notes_resnet18.get_layer("predictions"))
+    head = keras.saving.deserialize_keras_object(config)
+    bias = head.bias_initializer
+    assert isinstance(bias, keras.initializers.RandomUniform)
+    assert (bias.minval, bias.maxval) == pytest.approx((-1 / np.sqrt(512), 1 / np.sqrt(512)))
+
+
+def test_the_papers_resnet20_keeps_he_normal_fan_out_and_a_zero_bias():
+    keras.utils.set_random_seed(0)
+    model = build("resnet20")
+    # stage3_block0.conv1 maps 32 to 64 channels: fan-in 288, fan-out 576.
+    kernel = model.get_layer("stage3_block0").conv1.kernel
+    _assert_distributed_like(kernel, _torch_layer("Conv2d", 32, 64, 3, he_fan_out=True).weight)
+    np.testing.assert_array_equal(np.asarray(model.get_layer("predictions").bias), 0.0)
+    _batch_norms_start_at_one_and_zero(model)
+
+
+def test_the_imagenet_form_starts_as_torchvisions_resnet():
+    keras.utils.set_random_seed(0)
+    model = build("resnet18", stem="imagenet", input_shape=(224, 224, 3), num_classes=1000)
+    stem = model.get_layer("stem_conv").kernel
+    _assert_distributed_like(stem, _torch_layer("Conv2d", 3, 64, 7, he_fan_out=True).weight)
+    conv = model.get_layer("stage4_block0").conv1.kernel
+    _assert_distributed_like(conv, _torch_layer(*CONV_256_512, he_fan_out=True).weight)
+    head = model.get_layer("predictions")
+    _assert_distributed_like(head.kernel, _torch_layer("Linear", 512, 1000).weight)
+    _assert_distributed_like(head.bias, _torch_layer("Linear", 512, 1000).bias, rel=0.1)
+    _batch_norms_start_at_one_and_zero(model)
+
+
+def test_the_initializer_override_replaces_the_registered_one():
+    keras.utils.set_random_seed(0)
+    model = build("resnet18", initializer="he")
+    conv = model.get_layer("stage4_block0").conv1.kernel
+    _assert_distributed_like(conv, _torch_layer(*CONV_256_512, he_fan_out=True).weight)
+    np.testing.assert_array_equal(np.asarray(model.get_layer("predictions").bias), 0.0)
+
+
 # --- Saving and loading ------------------------------------------------------------------------
 
 
@@ -421,6 +579,7 @@ def test_an_unknown_name_suggests_the_closest_and_lists_the_valid_names():
         ({"input_shape": (32, 32)}, "input_shape must be (height, width, channels), got (32, 32)"),
         ({"input_shape": (32, 32, None)}, "(32, 32, None)"),
         ({"stem": "bogus"}, "Unknown stem 'bogus'; valid: cifar, imagenet"),
+        ({"initializer": "xavier"}, "Unknown initializer 'xavier'; valid: torch, he, torchvision"),
         ({"pooling": "sum"}, "Unknown pooling 'sum'"),
         ({"shortcut": "D"}, "Unknown shortcut 'D'; valid: A, B, C, none"),
         ({"block": "wide"}, "Unknown block 'wide'"),
