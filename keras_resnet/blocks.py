@@ -72,7 +72,13 @@ class TorchConv2D(layers.Conv2D):
 
 
 def conv2d(
-    filters: int, kernel_size: int, strides: int = 1, *, name: str, initializer: str | dict
+    filters: int,
+    kernel_size: int,
+    strides: int = 1,
+    *,
+    name: str,
+    initializer: str | dict,
+    dtype=None,
 ) -> TorchConv2D:
     """A bias-free, PyTorch-padded convolution.
 
@@ -86,15 +92,17 @@ def conv2d(
         use_bias=False,
         kernel_initializer=initializer,
         name=name,
+        dtype=dtype,
     )
 
 
-def batch_norm(name: str, zero_gamma: bool = False) -> layers.BatchNormalization:
+def batch_norm(name: str, zero_gamma: bool = False, dtype=None) -> layers.BatchNormalization:
     return layers.BatchNormalization(
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
         gamma_initializer="zeros" if zero_gamma else "ones",
         name=name,
+        dtype=dtype,
     )
 
 
@@ -155,9 +163,21 @@ class ResidualBlock(layers.Layer):
     def out_channels(self) -> int:
         return self.filters * self.expansion
 
+    # Sub-layers take the block's dtype policy: a mixed-precision model loads back as one even
+    # when the global policy is float32.
     def _conv(self, filters: int, kernel_size: int, strides: int = 1, *, name: str, zero=False):
         initializer = "zeros" if zero else self.kernel_initializer
-        return conv2d(filters, kernel_size, strides, name=name, initializer=initializer)
+        return conv2d(
+            filters,
+            kernel_size,
+            strides,
+            name=name,
+            initializer=initializer,
+            dtype=self.dtype_policy,
+        )
+
+    def _norm(self, name: str, zero_gamma: bool = False) -> layers.BatchNormalization:
+        return batch_norm(name, zero_gamma, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -187,7 +207,7 @@ class ResidualBlock(layers.Layer):
             if self.pre_activation:
                 _build_chain(input_shape, self.shortcut_conv)
             else:
-                self.shortcut_bn = batch_norm("shortcut_bn")
+                self.shortcut_bn = self._norm("shortcut_bn")
                 _build_chain(input_shape, self.shortcut_conv, self.shortcut_bn)
         self._build_branch(input_shape)
 
@@ -259,9 +279,9 @@ class BasicBlock(ResidualBlock):
 
     def _build_branch(self, shape):
         self.conv1 = self._conv(self.filters, 3, self.strides, name="conv1")
-        self.bn1 = batch_norm("bn1")
+        self.bn1 = self._norm("bn1")
         self.conv2 = self._conv(self.filters, 3, name="conv2")
-        self.bn2 = batch_norm("bn2", zero_gamma=self.zero_init_residual)
+        self.bn2 = self._norm("bn2", zero_gamma=self.zero_init_residual)
         _build_chain(shape, self.conv1, self.bn1, self.conv2, self.bn2)
 
     def _residual(self, x, training):
@@ -277,11 +297,11 @@ class Bottleneck(ResidualBlock):
 
     def _build_branch(self, shape):
         self.conv1 = self._conv(self.filters, 1, name="conv1")
-        self.bn1 = batch_norm("bn1")
+        self.bn1 = self._norm("bn1")
         self.conv2 = self._conv(self.filters, 3, self.strides, name="conv2")
-        self.bn2 = batch_norm("bn2")
+        self.bn2 = self._norm("bn2")
         self.conv3 = self._conv(self.out_channels, 1, name="conv3")
-        self.bn3 = batch_norm("bn3", zero_gamma=self.zero_init_residual)
+        self.bn3 = self._norm("bn3", zero_gamma=self.zero_init_residual)
         _build_chain(shape, self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3)
 
     def _residual(self, x, training):
@@ -300,9 +320,9 @@ class PreActBasicBlock(ResidualBlock):
     pre_activation = True
 
     def _build_branch(self, shape):
-        self.bn1 = batch_norm("bn1")
+        self.bn1 = self._norm("bn1")
         self.conv1 = self._conv(self.filters, 3, self.strides, name="conv1")
-        self.bn2 = batch_norm("bn2")
+        self.bn2 = self._norm("bn2")
         self.conv2 = self._conv(self.filters, 3, name="conv2", zero=self.zero_init_residual)
         _build_chain(shape, self.bn1, self.conv1, self.bn2, self.conv2)
 
@@ -320,11 +340,11 @@ class PreActBottleneck(ResidualBlock):
     pre_activation = True
 
     def _build_branch(self, shape):
-        self.bn1 = batch_norm("bn1")
+        self.bn1 = self._norm("bn1")
         self.conv1 = self._conv(self.filters, 1, name="conv1")
-        self.bn2 = batch_norm("bn2")
+        self.bn2 = self._norm("bn2")
         self.conv2 = self._conv(self.filters, 3, self.strides, name="conv2")
-        self.bn3 = batch_norm("bn3")
+        self.bn3 = self._norm("bn3")
         self.conv3 = self._conv(self.out_channels, 1, name="conv3", zero=self.zero_init_residual)
         _build_chain(shape, self.bn1, self.conv1, self.bn2, self.conv2, self.bn3, self.conv3)
 

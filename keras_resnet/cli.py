@@ -89,8 +89,7 @@ def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
 
 def list_models() -> int:
     """The registry, with trainable parameter counts for 10 classes."""
-    from keras_resnet.models import count_parameters as parameter_count
-    from keras_resnet.models import get_spec, list_models
+    from keras_resnet.models import get_spec, list_models, parameter_count
 
     print(f"{'model':<18} {'block':<18} {'depths':<16} {'shortcut':<8} {'params':>12}")
     for name in list_models():
