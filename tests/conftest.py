@@ -1,4 +1,7 @@
-"""Test settings: JAX on CPU, quiet TensorFlow, and a fresh Keras session per test."""
+"""Test settings: JAX on CPU, quiet TensorFlow, and a fresh Keras session per test.
+
+train() restores the dtype policy, seeds and distribution itself; no test resets them.
+"""
 
 import os
 
@@ -15,5 +18,4 @@ import keras_resnet  # noqa: F401  (registers the layers before any test loads a
 @pytest.fixture(autouse=True)
 def _fresh_keras_session():
     keras.utils.clear_session(free_memory=False)  # gc.collect() costs ~0.5 s a test
-    keras.mixed_precision.set_global_policy("float32")
     yield

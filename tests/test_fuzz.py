@@ -400,8 +400,7 @@ def _run_cli(capsys, entry, argv, outcomes) -> None:
         return
     except SystemExit as exit_:
         code = exit_.code
-    finally:
-        keras.mixed_precision.set_global_policy("float32")  # a validated run may have set it
+    assert keras.mixed_precision.dtype_policy().name == "float32", argv  # train() restores it
     out, err = capsys.readouterr()
     assert "Traceback" not in err, (argv, err)
     if code == 0:  # `list`, or --help reached through an abbreviation

@@ -74,14 +74,16 @@ def test_smoothing_is_the_formula():
 
 
 def test_computes_in_float32_from_bfloat16_logits():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # conftest resets it
-    logits, labels = batch(seed=5)
-    low = keras.ops.cast(logits, "bfloat16")
-    loss = SmoothedSparseCrossentropy(0.1)
-    assert loss.dtype == "float32"
-    result = loss(labels, low)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        logits, labels = batch(seed=5)
+        low = keras.ops.cast(logits, "bfloat16")
+        loss = SmoothedSparseCrossentropy(0.1)
+        assert loss.dtype == "float32"
+        result = loss(labels, low)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     assert result.dtype == "float32"
-    keras.mixed_precision.set_global_policy("float32")
     reference = value(SmoothedSparseCrossentropy(0.1), labels, keras.ops.cast(low, "float32"))
     assert float(result) == reference
 
