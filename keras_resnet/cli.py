@@ -188,6 +188,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address")
     a("--num-processes", type=_positive_int, help="multi-host: how many processes")
     a("--process-id", type=int, help="multi-host: this process's index, from 0")
+    a("--tensorboard", action=argparse.BooleanOptionalAction, help="log to RUN/tensorboard/")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -39,7 +39,7 @@ def export(
             "output",
             f"{str(output)!r} already exists; choose another path, or overwrite it (--overwrite)",
         )
-    _hide_gpus_from_tensorflow()
+    import_tensorflow()
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
@@ -63,10 +63,11 @@ def _move_into_place(source: Path, target: Path) -> None:
     os.replace(source, target)
 
 
-def _hide_gpus_from_tensorflow() -> None:
-    """The export traces through TensorFlow, which must not reserve the GPU memory JAX uses."""
+def import_tensorflow():
+    """TensorFlow, for writing files only: it must not reserve the GPU memory JAX computes in."""
     import tensorflow as tf
 
     # RuntimeError: TensorFlow already started its devices in this process; they stand.
     with contextlib.suppress(RuntimeError):
         tf.config.set_visible_devices([], "GPU")
+    return tf
