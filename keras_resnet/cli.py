@@ -122,18 +122,18 @@ def export(
     output: Path | None = None,
     overwrite: bool = False,
 ) -> int:
-    """Write a saved model as a TensorFlow SavedModel for serving (default: beside it)."""
+    """Write a saved model as a TensorFlow SavedModel or ONNX file (default: beside it)."""
     import keras
 
     from keras_resnet import export as exporting
     from keras_resnet.saving import load_model
 
     model = load_model(model_path)
-    output = output or model_path.with_name(f"{model_path.stem}_{format}")
+    output = output or exporting.default_output(model_path, format)
     exporting.export(model, output, format, overwrite)
     normalises = any(isinstance(layer, keras.layers.Normalization) for layer in model.layers)
     pixels = "raw 0-255 pixels" if normalises else "the inputs it was trained on (no normalisation)"
-    print(f"wrote {output}: serving_default takes float32 {tuple(model.input.shape)}, {pixels}")
+    print(f"wrote {output}: it takes float32 images {tuple(model.input.shape)}, {pixels}")
     return 0
 
 
@@ -281,8 +281,8 @@ def make_parser() -> argparse.ArgumentParser:
     export_parser = commands.add_parser("export", help="write a saved model for serving")
     a = export_parser.add_argument
     a("model_path", metavar="MODEL.keras", type=Path)
-    a("--format", choices=EXPORT_FORMATS, default="saved_model", help="TensorFlow SavedModel")
-    a("--output", type=Path, help="folder to write (default: MODEL_saved_model beside MODEL)")
+    a("--format", choices=EXPORT_FORMATS, default="saved_model", help="default saved_model")
+    a("--output", type=Path, help="default: MODEL_saved_model/ or MODEL.onnx beside MODEL")
     a("--overwrite", action="store_true", help="replace an existing --output")
     export_parser.set_defaults(
         parser=export_parser,

@@ -63,6 +63,24 @@ def test_the_saved_model_serves_raw_pixels_as_keras_predicts(capsys, trained_lik
     assert np.abs(flipped - expected).max() > 1e-3
 
 
+def test_the_onnx_file_serves_raw_pixels_as_keras_predicts(capsys, trained_like):
+    import onnxruntime
+
+    model, path = trained_like
+    code, out, err = _cli(capsys, "export", str(path), "--format", "onnx")
+    output = path.with_name("model.onnx")
+    assert code == 0, err
+    assert f"wrote {output}" in out
+
+    session = onnxruntime.InferenceSession(str(output))
+    (image,) = session.get_inputs()
+    assert image.name == "image" and image.shape[1:] == [32, 32, 3]
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)).astype("float32")
+    (logits,) = session.run(None, {"image": pixels})
+    expected = np.asarray(model(pixels, training=False))
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_an_existing_output_is_kept_unless_overwrite_is_given(capsys, trained_like, tmp_path):
     _, path = trained_like
     output = tmp_path / "served"
@@ -109,6 +127,6 @@ def test_a_failed_export_leaves_no_output_and_no_scratch(tmp_path):
 
 
 def test_an_unknown_format_is_refused_naming_it(tmp_path):
-    with pytest.raises(ConfigError, match="format must be one of saved_model, got 'tflite'"):
+    with pytest.raises(ConfigError, match="format must be one of saved_model, onnx, got 'tflite'"):
         export(_FailingModel(), tmp_path / "served", format="tflite")
     assert list(tmp_path.iterdir()) == []
