@@ -1,5 +1,5 @@
 """Command line: ``python train.py``, and ``python -m keras_resnet`` with the subcommands
-train, evaluate, predict, list and experiment.
+train, evaluate, predict, list, experiment and export.
 
 Each subcommand is one function with typed arguments; this module only turns flags into those
 arguments. The errors a user can cause (``keras_resnet.errors``) end as one line on stderr:
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keras_resnet.errors import ConfigError, KerasResnetError
+from keras_resnet.export import FORMATS as EXPORT_FORMATS
 from keras_resnet.trainer.config import (
     LOG_FORMATS,
     NOTES,
@@ -114,6 +115,28 @@ def experiment(
     return 0
 
 
+def export(
+    model_path: Path,
+    *,
+    format: str = "saved_model",
+    output: Path | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Write a saved model as a TensorFlow SavedModel or ONNX file (default: beside it)."""
+    import keras
+
+    from keras_resnet import export as exporting
+    from keras_resnet.saving import load_model
+
+    model = load_model(model_path)
+    output = output or exporting.default_output(model_path, format)
+    exporting.export(model, output, format, overwrite)
+    normalises = any(isinstance(layer, keras.layers.Normalization) for layer in model.layers)
+    pixels = "raw 0-255 pixels" if normalises else "the inputs it was trained on (no normalisation)"
+    print(f"wrote {output}: it takes float32 images {tuple(model.input.shape)}, {pixels}")
+    return 0
+
+
 # Flags to arguments.
 def _positive_int(text: str) -> int:
     try:
@@ -165,6 +188,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address")
     a("--num-processes", type=_positive_int, help="multi-host: how many processes")
     a("--process-id", type=int, help="multi-host: this process's index, from 0")
+    a("--tensorboard", action=argparse.BooleanOptionalAction, help="log to RUN/tensorboard/")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -253,6 +277,19 @@ def make_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="registered models and their parameter counts")
     listing.set_defaults(parser=listing, run=lambda args: list_models())
+
+    export_parser = commands.add_parser("export", help="write a saved model for serving")
+    a = export_parser.add_argument
+    a("model_path", metavar="MODEL.keras", type=Path)
+    a("--format", choices=EXPORT_FORMATS, default="saved_model", help="default saved_model")
+    a("--output", type=Path, help="default: MODEL_saved_model/ or MODEL.onnx beside MODEL")
+    a("--overwrite", action="store_true", help="replace an existing --output")
+    export_parser.set_defaults(
+        parser=export_parser,
+        run=lambda args: export(
+            args.model_path, format=args.format, output=args.output, overwrite=args.overwrite
+        ),
+    )
 
     experiment_parser = commands.add_parser("experiment", help="the notes' experiments")
     studies = experiment_parser.add_subparsers(dest="study", required=True)

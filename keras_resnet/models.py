@@ -3,6 +3,8 @@
 ``build("resnet18")`` gives the notes' CIFAR-10 network; keyword arguments override any field
 of the registered ``ModelSpec`` (as ``timm.create_model`` does), e.g.
 ``build("resnet50", stem="imagenet", input_shape=(224, 224, 3), num_classes=1000)``.
+``build(name, include_top=False, features_only=True)`` gives the stem's and every stage's
+feature map instead, for detection and segmentation heads, as ``timm`` does.
 """
 
 from __future__ import annotations
@@ -177,6 +179,92 @@ def downsampling(spec: ModelSpec) -> int:
     return 2 ** (len(spec.depths) - 1) * (4 if spec.stem == "imagenet" else 1)
 
 
+class FeatureInfo(tuple):
+    """One dict per feature map, as timm's ``feature_info``: ``num_chs`` (channels),
+    ``reduction`` (input pixels per output pixel along each side) and ``module`` (the layer
+    that computes it); ``channels()`` and ``reduction()`` list them as timm's do."""
+
+    def channels(self) -> list[int]:
+        return [info["num_chs"] for info in self]
+
+    def reduction(self) -> list[int]:
+        return [info["reduction"] for info in self]
+
+    def module_name(self) -> list[str]:
+        return [info["module"] for info in self]
+
+
+def feature_info(spec: ModelSpec) -> FeatureInfo:
+    """Every feature map ``spec`` can give, by timm's index: 0 the stem (its last activation
+    before the max-pool), 1..N the last block of each stage.
+
+    A pre-activation unit leaves its sum unactivated, so a pre-activation net's stage maps are
+    those sums (and its CIFAR stem map the bare convolution), as timm's ResNet-V2 returns them:
+    the final BN-ReLU belongs to the classifier's path only.
+    """
+    pre_activation = BLOCKS[spec.block].pre_activation
+    imagenet = spec.stem == "imagenet"
+    stem_module = "stem_conv" if pre_activation and not imagenet else "stem_relu"
+    info = [{"num_chs": spec.widths[0], "reduction": 2 if imagenet else 1, "module": stem_module}]
+    first = 4 if imagenet else 1
+    for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True), start=1):
+        info.append(
+            {
+                "num_chs": width * BLOCKS[spec.block].expansion,
+                "reduction": first * 2 ** (stage - 1),
+                "module": f"stage{stage}_block{depth - 1}",
+            }
+        )
+    return FeatureInfo(info)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class FeatureExtractor(keras.Model):
+    """A functional model whose outputs are a list of feature maps, described by
+    ``feature_info`` (a ``FeatureInfo``); the description is part of the config, so a
+    ``.keras`` file keeps it."""
+
+    def __init__(self, *args, feature_info: Sequence[dict] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.feature_info = FeatureInfo(dict(info) for info in feature_info)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "feature_info": [dict(info) for info in self.feature_info]}
+
+
+def _check_features(
+    name: str, spec: ModelSpec, features_only, out_indices, include_top: bool, pooling
+) -> tuple[int, ...]:
+    """The feature indices to return (all by default), or a ValueError naming the bad value."""
+    if not isinstance(features_only, bool):
+        raise ValueError(f"features_only must be True or False, got {features_only!r}")
+    if not features_only:
+        if out_indices is not None:
+            raise ValueError(f"out_indices={out_indices!r} needs features_only=True")
+        return ()
+    if include_top or pooling is not None:
+        raise ValueError(
+            "features_only=True returns feature maps: pass include_top=False and no pooling, "
+            f"got include_top={include_top!r}, pooling={pooling!r}"
+        )
+    last = len(spec.depths)
+    if out_indices is None:
+        return tuple(range(last + 1))
+    if not (
+        isinstance(out_indices, (list, tuple))
+        and out_indices
+        and all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= last for i in out_indices
+        )
+        and list(out_indices) == sorted(set(out_indices))
+    ):
+        raise ValueError(
+            f"out_indices must be increasing feature indices from 0 (the stem) to {last} "
+            f"(the last of {name}'s {last} stages), got {out_indices!r}"
+        )
+    return tuple(out_indices)
+
+
 def _check_input_shape(name: str, spec: ModelSpec, input_shape) -> tuple:
     if not isinstance(input_shape, Sequence) or len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
@@ -209,6 +297,8 @@ def build(
     classifier_activation: str | None = None,
     input_normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     augmentation: keras.layers.Layer | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     **overrides,
 ) -> keras.Model:
     """Build a registered network as a functional ``keras.Model``.
@@ -219,6 +309,11 @@ def build(
     ``keras.applications``. ``input_normalization=(mean, std)``, per channel on the 0-1 scale,
     makes the model take raw 0-255 pixels. ``augmentation`` (e.g. ``RandomCropFlip``) is applied
     to those raw pixels first, inside the compiled step; it acts only in training.
+
+    ``features_only=True`` (with ``include_top=False`` and no pooling) returns a
+    ``FeatureExtractor``: its outputs are a list of the feature maps ``out_indices`` selects,
+    numbered as timm numbers them (0 the stem, 1..N the stages; default all), described by its
+    ``feature_info``.
     """
     spec = get_spec(name, **overrides)
     _check_num_classes(num_classes)
@@ -232,6 +327,7 @@ def build(
 
     if augmentation is not None and not isinstance(augmentation, layers.Layer):
         raise ValueError(f"augmentation must be a keras Layer or None, got {augmentation!r}")
+    out_indices = _check_features(name, spec, features_only, out_indices, include_top, pooling)
 
     inputs = keras.Input(input_shape, name="image")
     x = inputs if augmentation is None else augmentation(inputs)
@@ -242,7 +338,8 @@ def build(
             variance=tuple((s * 255.0) ** 2 for s in std),
             name="normalize",
         )(x)
-    x = _stem(x, spec, block.pre_activation, init.conv)
+    x, stem_features = _stem(x, spec, block.pre_activation, init.conv)
+    features = [stem_features]
     for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True), start=1):
         for index in range(depth):
             x = block(
@@ -253,6 +350,15 @@ def build(
                 kernel_initializer=init.conv,
                 name=f"stage{stage}_block{index}",
             )(x)
+        features.append(x)
+    if features_only:
+        info = feature_info(spec)
+        return FeatureExtractor(
+            inputs,
+            [features[i] for i in out_indices],
+            feature_info=[info[i] for i in out_indices],
+            name=name,
+        )
     if block.pre_activation:  # the 2016 paper ends with BN-ReLU before pooling
         x = batch_norm("final_bn")(x)
         x = layers.ReLU(name="final_relu")(x)
@@ -332,23 +438,28 @@ def _is_finite_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _stem(x, spec: ModelSpec, pre_activation: bool, initializer: dict):
-    """3x3 convolution for CIFAR; 7x7/2 convolution and 3x3/2 max-pool for ImageNet."""
+def _stem(x, spec: ModelSpec, pre_activation: bool, initializer: dict) -> tuple:
+    """3x3 convolution for CIFAR; 7x7/2 convolution and 3x3/2 max-pool for ImageNet.
+
+    Returns the stem's output and its feature map (feature index 0): the last activation before
+    the max-pool, as timm takes it.
+    """
     width = spec.widths[0]
     if spec.stem == "cifar":
         x = conv2d(width, 3, name="stem_conv", initializer=initializer)(x)
         if pre_activation:  # the first unit starts with its own BN-ReLU
-            return x
+            return x, x
     else:
         x = conv2d(width, 7, strides=2, name="stem_conv", initializer=initializer)(x)
     x = batch_norm("stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
+    features = x
     if spec.stem == "imagenet":
         # PyTorch pads the max-pool with -inf; zeros are the same here (the input is a ReLU
         # output), and Keras's pooling has no symmetric padding, hence the separate layer.
         x = layers.ZeroPadding2D(1, name="pool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
-    return x
+    return x, features
 
 
 @functools.cache

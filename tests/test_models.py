@@ -595,3 +595,94 @@ def test_invalid_arguments_are_rejected_naming_the_bad_value(kwargs, message):
 def test_an_unknown_override_lists_the_valid_overrides():
     with pytest.raises(ValueError, match=r"valid overrides: .*shortcut.*zero_init_residual"):
         build("resnet18", widht=8)
+
+
+# Feature maps (timm's ``features_only``): index 0 is the stem, 1..N the stages.
+@pytest.mark.parametrize(
+    ("name", "kwargs", "channels", "reductions"),
+    [
+        ("resnet18", {}, [64, 64, 128, 256, 512], [1, 1, 2, 4, 8]),
+        ("resnet20", {}, [16, 16, 32, 64], [1, 1, 2, 4]),
+        ("preact_resnet18", {}, [64, 64, 128, 256, 512], [1, 1, 2, 4, 8]),
+        ("preact_resnet164", {}, [16, 64, 128, 256], [1, 1, 2, 4]),
+        # timm's resnet50 feature_info: the same channels and reductions.
+        ("resnet50", {"stem": "imagenet"}, [64, 256, 512, 1024, 2048], [2, 4, 8, 16, 32]),
+    ],
+)
+def test_features_only_returns_every_feature_map_its_feature_info_describes(
+    name, kwargs, channels, reductions
+):
+    model = _skeleton(
+        name, include_top=False, features_only=True, input_shape=(64, 64, 3), **kwargs
+    )
+    assert model.feature_info.channels() == channels
+    assert model.feature_info.reduction() == reductions
+    assert [tuple(output.shape) for output in model.outputs] == [
+        (None, 64 // r, 64 // r, c) for c, r in zip(channels, reductions, strict=True)
+    ]
+
+
+def test_out_indices_select_feature_maps_in_order():
+    model = _skeleton("resnet18", include_top=False, features_only=True, out_indices=(1, 2, 3, 4))
+    assert model.feature_info.module_name() == [f"stage{s}_block1" for s in (1, 2, 3, 4)]
+    assert [output.shape[-1] for output in model.outputs] == [64, 128, 256, 512]
+    assert not any(layer.name in ("predictions", "avg_pool") for layer in model.layers)
+
+
+def test_feature_maps_equal_the_classifiers_own_activations():
+    classifier = build("resnet8")
+    _randomize_batch_norm_statistics(classifier)
+    features = build("resnet8", include_top=False, features_only=True)
+    for layer in features.layers:
+        layer.set_weights(classifier.get_layer(layer.name).get_weights())
+    names = features.feature_info.module_name()
+    assert names == ["stem_relu", "stage1_block0", "stage2_block0", "stage3_block0"]
+    inside = keras.Model(classifier.input, [classifier.get_layer(n).output for n in names])
+    x = _images()
+    for got, expected in zip(features(x), inside(x), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-6)
+
+
+def test_pre_activation_stage_maps_are_the_unactivated_sums_as_in_timm():
+    model = build("preact_resnet18", include_top=False, features_only=True, out_indices=(0, 4))
+    assert model.feature_info.module_name() == ["stem_conv", "stage4_block1"]
+    assert "final_bn" not in [layer.name for layer in model.layers]
+    stem, last = (np.asarray(m) for m in model(_images()))
+    assert stem.min() < 0 and last.min() < 0  # no ReLU after the stem conv or the last unit
+
+
+def test_a_feature_extractor_keeps_its_feature_info_through_a_keras_file(tmp_path):
+    from keras_resnet.models import FeatureExtractor
+    from keras_resnet.saving import load_model
+
+    model = build("resnet8", include_top=False, features_only=True, out_indices=(1, 3))
+    path = tmp_path / "features.keras"
+    model.save(path)
+    loaded = load_model(path)
+    assert isinstance(loaded, FeatureExtractor)
+    assert loaded.feature_info == model.feature_info
+    assert loaded.feature_info.reduction() == [1, 4]
+    x = _images()
+    for got, expected in zip(loaded(x), model(x), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"out_indices": (0, 4)}, "from 0 (the stem) to 3 (the last of resnet20's 3 stages), got"),
+        ({"out_indices": (2, 1)}, "increasing feature indices"),
+        ({"out_indices": ()}, "got ()"),
+        ({"out_indices": (1.0,)}, "got (1.0,)"),
+        ({"include_top": True}, "pass include_top=False and no pooling, got include_top=True"),
+        ({"pooling": "avg"}, "pooling='avg'"),
+    ],
+)
+def test_bad_feature_options_are_refused_naming_the_value_and_the_valid_range(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build("resnet20", **{"include_top": False, "features_only": True, **kwargs})
+
+
+def test_out_indices_without_features_only_is_refused():
+    with pytest.raises(ValueError, match=re.escape("out_indices=(1,) needs features_only=True")):
+        build("resnet20", include_top=False, out_indices=(1,))

@@ -23,7 +23,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 LOG_FORMATS = ("keras", "note")
 SCHEDULES = ("plateau", "steps", "triangular")
 # Fields that may change when a run is continued: where things are, how verbose, how long.
-RESUMABLE_CHANGES = frozenset({"epochs", "output_dir", "data_dir", "log_format"})
+RESUMABLE_CHANGES = frozenset({"epochs", "output_dir", "data_dir", "log_format", "tensorboard"})
 # Iteration counts go to the optimizer as int32.
 MAX_STEPS = 2**31 - 1
 
@@ -114,6 +114,7 @@ class TrainConfig:
     precision: str = FROM_RECIPE  # float32
     log_format: str = FROM_RECIPE  # keras
     output_dir: str | None = FROM_RECIPE  # runs/<model>
+    tensorboard: bool = FROM_RECIPE  # False: no TensorBoard logs
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, str) or self.recipe not in RECIPES:
@@ -191,6 +192,7 @@ NOTES: dict[str, Any] = {
     "precision": "float32",
     "log_format": "keras",
     "output_dir": None,
+    "tensorboard": False,
 }
 
 
@@ -316,3 +318,8 @@ def _check(c: TrainConfig) -> None:
             name,
             f"must be a non-empty path, got {value!r}",
         )
+    _require(
+        isinstance(c.tensorboard, bool),
+        "tensorboard",
+        f"must be True or False, got {c.tensorboard!r}",
+    )

@@ -19,7 +19,7 @@ from keras_resnet.models import build
 from keras_resnet.optimizers import TorchSGD
 from keras_resnet.schedules import Triangular
 from keras_resnet.trainer import data as cifar
-from keras_resnet.trainer import distributed
+from keras_resnet.trainer import distributed, tensorboard
 from keras_resnet.trainer.callbacks import Checkpoint, NoteLog, SetEpoch, Validate, current_lr
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.evaluation import evaluate
@@ -171,11 +171,13 @@ def _train(config, overwrite, topology, callbacks, verbose) -> Path:
             verbose=1,
         )
     stop_on_signal, stop_on_nan = StopOnSignal(), StopOnNaN()
+    log_tensorboard = config.tensorboard and run.write
     fit_callbacks = [
         SetEpoch(train_batches),
         stop_on_nan,
         Validate(eval_split, topology.devices, config.flip_tta, shard),
         *([NoteLog(config.batch_size)] if config.log_format == "note" else []),
+        *(tensorboard.callbacks(run.tensorboard_dir, train_batches) if log_tensorboard else []),
         *([plateau] if plateau else []),
         Checkpoint(run, plateau, "val_accuracy", state),
         *callbacks,

@@ -29,6 +29,7 @@ BEST = "best.keras"
 CURVES = "curves.png"
 CONFUSION = "confusion_matrix.png"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 RECOVERY = "Start again with --overwrite"
 
@@ -90,6 +91,11 @@ class RunFolder:
     @property
     def best_path(self) -> Path:
         return self.path / BEST
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """TensorBoard's log folder (``--tensorboard``): ``train/`` and ``validation/`` runs."""
+        return self.path / TENSORBOARD
 
     def check_writable(self) -> None:
         try:

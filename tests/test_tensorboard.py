@@ -1,0 +1,75 @@
+"""``--tensorboard``: each epoch's scalars and a few training images in RUN/tensorboard/."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorboard.backend.event_processing import event_accumulator
+
+from keras_resnet import cli, models
+from keras_resnet.errors import ConfigError
+from keras_resnet.trainer.config import TrainConfig
+from keras_resnet.trainer.fit import load_data
+
+models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
+
+
+def _events(folder) -> event_accumulator.EventAccumulator:
+    events = event_accumulator.EventAccumulator(
+        str(folder), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    events.Reload()
+    return events
+
+
+def _scalars(events, tag) -> dict[int, float]:
+    return {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
+
+
+def test_tensorboard_logs_each_epochs_scalars_and_training_images(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = "--model tiny_resnet6 --synthetic --train-size 256 --batch-size 64 --epochs 2 --lr 0.05"
+    code = cli.main(["train", *argv.split(), "--output-dir", str(run), "--tensorboard"])
+    assert code == 0, capsys.readouterr().err
+    with open(run / "history.csv") as f:
+        history = list(csv.DictReader(f))
+
+    train = _events(run / "tensorboard" / "train")
+    for tag, column in [
+        ("epoch_loss", "loss"),
+        ("epoch_accuracy", "accuracy"),
+        ("epoch_learning_rate", "learning_rate"),
+    ]:
+        logged = _scalars(train, tag)
+        assert sorted(logged) == [0, 1]
+        expected = [float(row[column]) for row in history]
+        np.testing.assert_allclose([logged[0], logged[1]], expected, rtol=1e-5)
+    assert list(_scalars(train, "epoch_learning_rate").values()) == pytest.approx([0.05, 0.05])
+
+    validation = _events(run / "tensorboard" / "validation")
+    for tag, column in [("epoch_loss", "val_loss"), ("epoch_accuracy", "val_accuracy")]:
+        logged = _scalars(validation, tag)
+        expected = [float(row[column]) for row in history]
+        np.testing.assert_allclose([logged[0], logged[1]], expected, rtol=1e-5)
+
+    config = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+    training_images = load_data(config).train.images
+    shown = {}
+    for event in train.Tensors("training_images"):
+        width, height, *pngs = tf.make_ndarray(event.tensor_proto)
+        assert (int(width), int(height), len(pngs)) == (32, 32, 8)
+        shown[event.step] = [np.asarray(Image.open(io.BytesIO(png))) for png in pngs]
+    assert sorted(shown) == [0, 1]
+    for image in shown[0] + shown[1]:
+        assert (training_images == image).all(axis=(1, 2, 3)).any()  # one of the training set's
+    assert not np.array_equal(shown[0], shown[1])  # each epoch's own shuffled batch
+
+
+def test_tensorboard_is_off_by_default_and_must_be_a_bool():
+    assert TrainConfig().tensorboard is False
+    with pytest.raises(ConfigError, match="tensorboard must be True or False, got 'yes'"):
+        TrainConfig(tensorboard="yes")
