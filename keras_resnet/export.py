@@ -43,7 +43,7 @@ def export(
     if format not in FORMATS:
         raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {format!r}")
     if format == "onnx" and importlib.util.find_spec("jax2onnx") is None:
-        raise ConfigError("format", "onnx needs the jax2onnx package: pip install jax2onnx==0.17.1")
+        raise ConfigError("format", "onnx needs jax2onnx: pip install -r requirements-onnx.txt")
     output = Path(output)
     if (output.exists() or output.is_symlink()) and not overwrite:
         raise ConfigError(
