@@ -131,11 +131,12 @@ def train(
 
 def _train(config, overwrite, topology, callbacks, verbose) -> Path:
     distributed.check_batch_size(config.batch_size, topology)
+    # Before the run folder is made, so that a refused run leaves no empty folder behind.
+    data = load_data(config)
     run = RunFolder(config.run_dir, write=topology.is_chief)
     if run.write:
         run.check_writable()
     state = run.resume_state(config, overwrite)
-    data = load_data(config)  # fails fast, before any model is built
 
     shard = (topology.process_id, topology.num_processes)
     train_batches = cifar.CifarBatches(
