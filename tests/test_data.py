@@ -178,7 +178,11 @@ def test_prepared_data_is_read_without_a_network_check(tmp_path, monkeypatch):
 def test_check_reachable_gives_up_after_its_timeout(monkeypatch):
     import time
 
-    monkeypatch.setattr(data.socket, "create_connection", lambda *args, **kw: time.sleep(5))
+    def hang(address, timeout=None):
+        time.sleep(1)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(data.socket, "create_connection", hang)
     started = time.monotonic()
     with pytest.raises(ConnectionError, match=r"cannot reach example\.org:443 .*within 0\.2 s"):
         data.check_reachable("https://example.org/data.tar.gz", timeout=0.2)
