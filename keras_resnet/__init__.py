@@ -1,9 +1,11 @@
-"""ResNet (He et al. 2015, 2016) for Keras 3 on JAX: layers, models, and what trains them.
+"""ResNet (He et al. 2015, 2016) for Keras 3: layers, models, and what trains them.
 
-This package is the library a Keras user imports. The CIFAR-10 trainer that ``train.py`` runs
-is ``keras_resnet.trainer``, built on it; the library never imports the trainer.
-Importing it sets a few process settings first (the JAX backend, quiet TensorFlow, XLA's CPU
-convolutions): ``keras_resnet.environment`` lists them and how to opt out.
+This package is the library a Keras user imports; its layers and ``build`` are written in
+``keras.ops`` and run on any Keras backend. The CIFAR-10 trainer that ``train.py`` runs is
+``keras_resnet.trainer``, built on it and on JAX; the library never imports the trainer.
+Importing it sets a few process settings first (JAX as the backend if Keras is not imported
+yet, quiet TensorFlow, XLA's CPU convolutions): ``keras_resnet.environment`` lists them and how
+to opt out.
 """
 
 from keras_resnet import environment

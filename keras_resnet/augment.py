@@ -8,14 +8,28 @@ recipe trains at, so the device would have waited.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import keras
+from keras import ops
 
 
 def _check_size(name: str, value, largest: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= largest:
         raise ValueError(f"{name} must be an integer from 0 to {largest} pixels, got {value!r}")
+
+
+class _FixedSeed(keras.random.SeedGenerator):
+    """Hands ``keras.random`` a seed computed in the graph, ``(seed, step)``.
+
+    ``keras.random`` takes an int or a ``SeedGenerator`` on every backend (JAX alone also takes
+    an array), so the stateless draw of a step goes through this stand-in. It has no state
+    variable of its own: the layer's ``step`` weight is the state.
+    """
+
+    def __init__(self, value):  # no super().__init__: that would create a state variable
+        self.value = value
+
+    def next(self, ordered: bool = True):
+        return self.value
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -25,6 +39,7 @@ class RandomCropFlip(keras.layers.Layer):
     The notes' ``RandomCrop(32, padding=4)`` and ``RandomHorizontalFlip()``; ``cutout`` zeroes
     a ``cutout x cutout`` square centred at a uniformly random pixel, clipped at the borders
     (DeVries & Taylor 2017). It acts only in training; at inference it passes images through.
+    Written in ``keras.ops``, so it runs on any Keras backend.
 
     The random numbers of each batch follow from ``(seed, step)``, where ``step`` counts the
     training batches seen. ``step`` is a saved (non-trainable) weight, so a run resumed from a
@@ -52,9 +67,10 @@ class RandomCropFlip(keras.layers.Layer):
             return images
         step = self.step.value
         self.step.assign(step + 1)
-        key = jax.random.fold_in(jax.random.key(self.seed), step)
-        n, height, width = images.shape[:3]
-        draws = draw(key, n, height, width, self.padding)
+        # uint32: the seed dtype JAX requires, which the other backends accept too.
+        seed = ops.stack([ops.convert_to_tensor(self.seed, "uint32"), ops.cast(step, "uint32")])
+        n, height, width = ops.shape(images)[:3]
+        draws = draw(_FixedSeed(seed), n, height, width, self.padding)
         return crop_flip_cutout(images, *draws, self.padding, self.cutout)
 
     def compute_output_shape(self, input_shape):
@@ -69,34 +85,37 @@ class RandomCropFlip(keras.layers.Layer):
         }
 
 
-def draw(key: jax.Array, n: int, height: int, width: int, padding: int):
-    """Per image: crop offsets in ``[0, 2 * padding]``, a fair flip, and a cutout centre."""
-    keys = jax.random.split(key, 5)
-    return (
-        jax.random.randint(keys[0], (n,), 0, 2 * padding + 1),
-        jax.random.randint(keys[1], (n,), 0, 2 * padding + 1),
-        jax.random.bernoulli(keys[2], 0.5, (n,)),
-        jax.random.randint(keys[3], (n,), 0, height),
-        jax.random.randint(keys[4], (n,), 0, width),
-    )
+def draw(seed: keras.random.SeedGenerator, n, height, width, padding: int):
+    """Per image: crop offsets in ``[0, 2 * padding]``, a fair flip, and a cutout centre, all
+    from one uniform draw of ``(n, 5)`` numbers in ``[0, 1)``."""
+    u = keras.random.uniform((n, 5), seed=seed)
+    ranges = ops.convert_to_tensor([2 * padding + 1, 2 * padding + 1, 2, height, width], "float32")
+    # The minimum guards against float32 rounding u * range up to range itself.
+    picks = ops.cast(ops.minimum(ops.floor(u * ranges), ranges - 1), "int32")
+    return picks[:, 0], picks[:, 1], picks[:, 2] == 1, picks[:, 3], picks[:, 4]
 
 
 def crop_flip_cutout(images, top, left, flip, centre_row, centre_col, padding: int, cutout: int):
     """Image ``i`` is the window at ``(top[i], left[i])`` of the zero-padded image, mirrored
     where ``flip[i]``, with the cutout square centred at ``(centre_row[i], centre_col[i])``
     zeroed. Written as one gather and one multiply, which XLA fuses into the step."""
-    n, height, width = images.shape[0], images.shape[1], images.shape[2]
-    pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
-    padded = jnp.pad(images, pad)
-    rows = top[:, None] + jnp.arange(height)
-    cols = left[:, None] + jnp.arange(width)
-    cols = jnp.where(flip[:, None], cols[:, ::-1], cols)
-    out = padded[jnp.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    n, height, width, channels = ops.shape(images)
+    padded = ops.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    row_range, col_range = ops.arange(height, dtype="int32"), ops.arange(width, dtype="int32")
+    rows = top[:, None] + row_range
+    cols = left[:, None] + col_range
+    cols = ops.where(flip[:, None], ops.flip(cols, axis=1), cols)
+    # The pixels' indices in the padded batch flattened to (pixels, channels).
+    padded_height, padded_width = height + 2 * padding, width + 2 * padding
+    image = ops.arange(n, dtype="int32")[:, None, None] * padded_height
+    pixels = (image + rows[:, :, None]) * padded_width + cols[:, None, :]
+    flat = ops.reshape(padded, (-1, channels))
+    out = ops.reshape(ops.take(flat, ops.reshape(pixels, (-1,)), axis=0), ops.shape(images))
     if cutout:
         first_row = centre_row[:, None] - cutout // 2
         first_col = centre_col[:, None] - cutout // 2
-        in_rows = (first_row <= jnp.arange(height)) & (jnp.arange(height) < first_row + cutout)
-        in_cols = (first_col <= jnp.arange(width)) & (jnp.arange(width) < first_col + cutout)
-        keep = ~(in_rows[:, :, None, None] & in_cols[:, None, :, None])
-        out = out * keep.astype(out.dtype)
+        in_rows = ops.logical_and(first_row <= row_range, row_range < first_row + cutout)
+        in_cols = ops.logical_and(first_col <= col_range, col_range < first_col + cutout)
+        cut = ops.logical_and(in_rows[:, :, None, None], in_cols[:, None, :, None])
+        out = out * ops.cast(ops.logical_not(cut), out.dtype)
     return out

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
+from keras_resnet import __version__
 from keras_resnet.errors import ConfigError, KerasResnetError
 from keras_resnet.export import FORMATS as EXPORT_FORMATS
 from keras_resnet.trainer.config import (
@@ -241,6 +242,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m keras_resnet", description="ResNet on CIFAR-10 with Keras 3 and JAX."
     )
+    _add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     train_parser = commands.add_parser("train", help="train a model (same as python train.py)")
     add_train_arguments(train_parser)
@@ -308,6 +310,10 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"keras-resnet {__version__}")
+
+
 def _flag(parser: argparse.ArgumentParser, parameter: str) -> str:
     """The flag that sets ``parameter`` in ``parser``, or the parameter's own name."""
     for action in parser._actions:
@@ -339,6 +345,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="train.py", description="Train a ResNet on CIFAR-10 with the notes' recipe."
     )
+    _add_version(parser)
     add_train_arguments(parser)
     parser.set_defaults(run=_run_train, parser=parser)
     return run(parser, argv)

@@ -4,7 +4,9 @@ Keras reads ``KERAS_BACKEND`` once, when it is first imported, and XLA reads ``X
 JAX first uses a device; both must therefore be set on import, before the user's code runs.
 What is set (each only where the user has not set it already):
 
-- ``KERAS_BACKEND=jax``, the backend this project is written and measured for;
+- ``KERAS_BACKEND=jax``, the backend this project is measured on and its trainer needs, unless
+  Keras was imported already (it then keeps the backend it started with: the library's layers
+  and ``build`` are written in ``keras.ops`` and run on any backend);
 - ``TF_CPP_MIN_LOG_LEVEL=2`` and ``TF_ENABLE_ONEDNN_OPTS=0``: Keras imports TensorFlow to save
   files and tfds reads through it; its start-up log lines say nothing about this program;
 - XLA's Eigen convolutions on x86-64 CPUs with jaxlib 0.10 (``EIGEN_CONVOLUTIONS``).
@@ -19,8 +21,10 @@ import os
 import platform
 import sys
 
+from keras_resnet.errors import ConfigError
+
 OPT_OUT = "KERAS_RESNET_KEEP_ENVIRONMENT"
-REQUIRED_BACKEND = "jax"
+TRAINER_BACKEND = "jax"
 # jaxlib 0.10's XLA hands CPU convolutions to YNNPACK; its Eigen convolutions are 1.5-3.6x
 # faster on ResNet's 3x3 shapes on x86-64 (benchmarks/cpu_convolutions.py), which nearly doubles
 # CPU training speed. Both compute in float32 without approximations. It is set only where it
@@ -32,27 +36,28 @@ MEASURED_MACHINES = ("x86_64", "AMD64")
 
 
 def configure() -> None:
-    """Apply the settings above unless the user opted out; then check the backend."""
+    """Apply the settings above unless the user opted out."""
     if os.environ.get(OPT_OUT, "") not in ("", "0"):
-        check_backend()
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("KERAS_BACKEND", REQUIRED_BACKEND)
+    if "keras" not in sys.modules:  # else the variable would misdescribe the running Keras
+        os.environ.setdefault("KERAS_BACKEND", TRAINER_BACKEND)
     prefer_eigen_convolutions()
-    check_backend()
 
 
-def check_backend() -> None:
-    """Fail on import, with the line to add, if Keras is or will be on another backend."""
-    chosen = os.environ.get("KERAS_BACKEND", REQUIRED_BACKEND)
-    if "keras" in sys.modules:
-        chosen = sys.modules["keras"].backend.backend()
-    if chosen != REQUIRED_BACKEND:
-        raise ImportError(
-            f"keras_resnet runs on Keras's JAX backend, but Keras is set to {chosen!r}. "
-            "Start Python with KERAS_BACKEND=jax, or put "
-            "`import os; os.environ['KERAS_BACKEND'] = 'jax'` before the first `import keras`."
+def require_trainer_backend() -> None:
+    """The trainer runs on JAX only (multi-host, its benchmarks); refuse any other backend with
+    the line to add."""
+    import keras
+
+    chosen = keras.backend.backend()
+    if chosen != TRAINER_BACKEND:
+        raise ConfigError(
+            "KERAS_BACKEND",
+            f"is {chosen!r}, but the trainer runs on JAX: start Python with KERAS_BACKEND=jax, "
+            "or put `import os; os.environ['KERAS_BACKEND'] = 'jax'` before the first "
+            "`import keras`",
         )
 
 

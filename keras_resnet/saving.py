@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -34,9 +36,45 @@ def load_model(path: str | Path) -> keras.Model:
                 "or lambda function), and running code from a model file is unsafe; load it with "
                 "Keras's safe mode off only if you trust its source"
             ) from error
+        missing = re.search(r"Could not locate class '(\w+)'", reason)
+        if missing:
+            reason = _missing_class(path, missing.group(1)) or reason
         raise ModelFileError(f"cannot load model {str(path)!r}: {reason}") from error
     if not isinstance(model, keras.Model):
         raise ModelFileError(
             f"cannot load model {str(path)!r}: it holds a {type(model).__name__}, not a model"
         )
     return model
+
+
+def _missing_class(path: Path, class_name: str) -> str | None:
+    """Which package registers ``class_name`` in the file's config, to say what to import.
+
+    Custom layers load only once their package has registered them with Keras; the file names
+    the package in each object's ``registered_name`` (``package>Class``) or ``module``.
+    """
+    try:
+        config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    packages = set()
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == class_name:
+                registered = str(item.get("registered_name") or "")
+                module = str(item.get("module") or "")
+                package = registered.partition(">")[0] if ">" in registered else module
+                packages.add(package.partition(".")[0])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    packages.discard("")
+    if not packages:
+        return None
+    names = " or ".join(sorted(packages))
+    return (
+        f"it holds the custom class {class_name!r} of the package {names}, which has not "
+        f"registered it with Keras: `import {sorted(packages)[0]}` before loading it"
+    )

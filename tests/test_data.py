@@ -59,6 +59,25 @@ def test_class_names_are_cifar10_order():
 # --- load_cifar10 through tfds -------------------------------------------------------------
 
 
+@pytest.fixture
+def online(monkeypatch):
+    """The download host counts as reachable; the hosts checked are recorded."""
+    checked = []
+    monkeypatch.setattr(data, "check_reachable", checked.append)
+    return checked
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every connection fails at the name lookup, as without a network."""
+    import socket
+
+    def no_network(address, timeout=None):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(data.socket, "create_connection", no_network)
+
+
 def check_cifar(loaded: Cifar10, n: int) -> None:
     assert isinstance(loaded, Cifar10)
     assert loaded.source == "tfds"
@@ -76,7 +95,7 @@ def check_cifar(loaded: Cifar10, n: int) -> None:
 
 
 @pytest.mark.parametrize("use_data_dir", [False, True], ids=["default_dir", "data_dir"])
-def test_load_cifar10_through_mocked_tfds(tmp_path, use_data_dir):
+def test_load_cifar10_through_mocked_tfds(tmp_path, online, use_data_dir):
     # USE_CODE generates examples from cifar10's feature spec; USE_FILES needs metadata
     # files that tfds does not ship for cifar10 (and fails).
     n = 37
@@ -90,7 +109,7 @@ def test_load_cifar10_through_mocked_tfds(tmp_path, use_data_dir):
     [OSError("network is unreachable"), tfds.download.DownloadError("checksum mismatch")],
     ids=["OSError", "DownloadError"],
 )
-def test_load_cifar10_failure_names_what_was_tried(tmp_path, monkeypatch, error):
+def test_load_cifar10_failure_names_what_was_tried(tmp_path, monkeypatch, online, error):
     calls = []
 
     def failing_load(name, **kwargs):
@@ -117,7 +136,7 @@ def test_load_cifar10_failure_names_what_was_tried(tmp_path, monkeypatch, error)
     assert calls[-1] == ("cifar10", None)
 
 
-def test_load_cifar10_empty_split_is_an_error(tmp_path, monkeypatch):
+def test_load_cifar10_empty_split_is_an_error(tmp_path, monkeypatch, online):
     import tensorflow as tf
 
     def empty_load(name, split, data_dir, as_supervised, batch_size):
@@ -129,6 +148,90 @@ def test_load_cifar10_empty_split_is_an_error(tmp_path, monkeypatch):
     with pytest.raises(DataUnavailableError, match="'train' split") as info:
         data.load_cifar10(str(tmp_path))
     assert repr(str(tmp_path)) in str(info.value)
+
+
+def test_offline_fails_in_seconds_before_tfds_writes_anything(tmp_path, monkeypatch, offline):
+    import time
+
+    monkeypatch.setattr(tfds, "load", lambda *args, **kwargs: pytest.fail("tfds.load was called"))
+    data_dir = tmp_path / "tfds"
+    started = time.monotonic()
+    with pytest.raises(DataUnavailableError) as info:
+        data.load_cifar10(str(data_dir))
+    assert time.monotonic() - started < 10
+    message = str(info.value)
+    # The host comes from tfds's cifar10 builder, and the message is the usual one.
+    assert "cannot reach www.cs.toronto.edu:443" in message
+    assert "cifar-10-binary.tar.gz" in message and "Name or service not known" in message
+    assert repr(str(data_dir)) in message and "--data-dir" in message and "--synthetic" in message
+    assert not data_dir.exists()  # no half-made cifar10/ or downloads/
+
+
+def test_prepared_data_is_read_without_a_network_check(tmp_path, monkeypatch):
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
+    monkeypatch.setattr(data, "check_reachable", lambda url: pytest.fail("network checked"))
+    with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_CODE):
+        loaded = data.load_cifar10(str(tmp_path))
+    check_cifar(loaded, 5)
+
+
+def test_check_reachable_gives_up_after_its_timeout(monkeypatch):
+    import time
+
+    def hang(address, timeout=None):
+        time.sleep(1)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(data.socket, "create_connection", hang)
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match=r"cannot reach example\.org:443 .*within 0\.2 s"):
+        data.check_reachable("https://example.org/data.tar.gz", timeout=0.2)
+    assert time.monotonic() - started < 2
+
+
+def test_check_reachable_goes_through_the_https_proxy(monkeypatch):
+    connected = []
+
+    class Connection:
+        def close(self):
+            pass
+
+    def connect(address, timeout=None):
+        connected.append(address)
+        return Connection()
+
+    monkeypatch.setattr(data.socket, "create_connection", connect)
+    monkeypatch.setattr(
+        data.urllib.request, "getproxies", lambda: {"https": "http://proxy.example:3128"}
+    )
+    data.check_reachable("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz")
+    assert connected == [("proxy.example", 3128)]
+
+
+def test_a_data_dir_that_is_not_tfds_s_is_refused_naming_what_is_there(
+    tmp_path, monkeypatch, online
+):
+    monkeypatch.setattr(tfds, "load", lambda *args, **kwargs: pytest.fail("tfds.load was called"))
+    (tmp_path / "holiday.jpg").write_bytes(b"jpeg")
+    (tmp_path / "notes").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(DataUnavailableError) as info:
+        data.load_cifar10(str(tmp_path))
+    message = str(info.value)
+    assert f"data_dir={str(tmp_path)!r} does not hold a tfds layout" in message
+    assert "found holiday.jpg, notes/" in message
+    assert sorted(tmp_path.rglob("*")) == before and online == []
+
+    with pytest.raises(DataUnavailableError, match="is a file, not a folder"):
+        data.load_cifar10(str(tmp_path / "holiday.jpg"))
+
+
+def test_a_tfds_data_dir_with_other_datasets_may_receive_cifar10(tmp_path):
+    (tmp_path / "mnist" / "3.0.1").mkdir(parents=True)
+    (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
+    (tmp_path / "downloads").mkdir()
+    data.check_data_dir(str(tmp_path))
+    data.check_data_dir(str(tmp_path / "new"))
 
 
 # --- synthetic data ------------------------------------------------------------------------
@@ -157,6 +260,18 @@ def test_synthetic_is_deterministic_per_seed():
         np.testing.assert_array_equal(getattr(a, split).labels, getattr(b, split).labels)
         assert not np.array_equal(getattr(a, split).images, getattr(c, split).images)
         assert not np.array_equal(getattr(a, split).labels, getattr(c, split).labels)
+
+
+def test_synthetic_classes_do_not_depend_on_the_seed():
+    """The seed picks the images; a model of seed 0's classes scores as well at seed 1."""
+    a, b = synthetic_cifar10(1000, 300, seed=0), synthetic_cifar10(1000, 300, seed=1)
+    assert not np.array_equal(a.test.images, b.test.images)
+    train_x = a.train.images.reshape(1000, -1).astype(np.float64)
+    means = np.stack([train_x[a.train.labels == c].mean(0) for c in range(10)])
+    for split in (a.test, b.test):
+        test_x = split.images.reshape(300, -1).astype(np.float64)
+        predicted = ((test_x[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+        assert (predicted == split.labels).mean() > 0.9
 
 
 def test_synthetic_classes_are_learnable():

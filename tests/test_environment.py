@@ -25,7 +25,7 @@ def _run_python(code, *, env_updates=None, remove=()):
     )
 
 
-# --- The JAX backend ---------------------------------------------------------------------------
+# --- The backend ---------------------------------------------------------------------------------
 
 
 def test_importing_the_package_selects_the_jax_backend_by_default():
@@ -38,16 +38,111 @@ def test_importing_the_package_selects_the_jax_backend_by_default():
     assert result.stdout.strip().splitlines()[-1] == "jax"
 
 
-def test_another_backend_fails_the_import_naming_keras_backend():
-    result = _run_python(
-        "import keras_resnet, keras; print(keras.backend.backend())",
-        env_updates={"KERAS_BACKEND": "tensorflow"},
+def test_keras_imported_first_keeps_its_backend_and_the_variable_is_left_alone():
+    code = """
+    import os
+    import keras
+    import keras_resnet
+    print(keras.backend.backend(), os.environ.get("KERAS_BACKEND"))
+    """
+    result = _run_python(code, env_updates={"KERAS_BACKEND": "torch"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "torch torch"
+
+
+# The library on the other backends: build, augment, train a step, save and load.
+OTHER_BACKEND_CODE = """
+import sys
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import keras_resnet
+
+assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+images = np.random.default_rng(0).integers(1, 256, (4, 32, 32, 3)).astype("float32")
+labels = np.arange(4, dtype="int32")
+
+
+def build():
+    return keras_resnet.build(
+        "resnet8",
+        input_normalization=((0.5,) * 3, (0.25,) * 3),
+        augmentation=keras_resnet.RandomCropFlip(cutout=8, seed=3, name="augment"),
     )
-    assert result.returncode != 0
-    assert "ImportError" in result.stderr
-    assert "Keras is set to 'tensorflow'" in result.stderr
-    assert "os.environ['KERAS_BACKEND'] = 'jax'" in result.stderr  # the line to add
-    assert result.stdout.strip() == ""
+
+
+model, twin = build(), build()
+twin.set_weights(model.get_weights())
+inference = keras.ops.convert_to_numpy(model(images, training=False))
+assert inference.shape == (4, 10) and np.isfinite(inference).all()
+np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images)), inference, atol=1e-5)
+
+# Training draws follow from (seed, step): the same step draws the same crops, the next another.
+layer = keras_resnet.RandomCropFlip(seed=3)
+first = keras.ops.convert_to_numpy(layer(images, training=True))
+second = keras.ops.convert_to_numpy(layer(images, training=True))
+assert int(keras.ops.convert_to_numpy(layer.step.value)) == 2 and not np.array_equal(first, second)
+again = keras.ops.convert_to_numpy(keras_resnet.RandomCropFlip(seed=3)(images, training=True))
+np.testing.assert_array_equal(again, first)
+for source, out in zip(images, first):  # each output is a window of the padded image
+    padded = np.pad(source, ((4, 4), (4, 4), (0, 0)))
+    windows = [padded[t : t + 32, c : c + 32] for t in range(9) for c in range(9)]
+    assert any(np.array_equal(w, out) or np.array_equal(w[:, ::-1], out) for w in windows)
+np.testing.assert_allclose(
+    keras.ops.convert_to_numpy(model(images, training=True)),
+    keras.ops.convert_to_numpy(twin(images, training=True)),
+    atol=1e-5,
+)
+
+model.compile(
+    optimizer=keras_resnet.TorchSGD(0.01, momentum=0.9, l2=5e-4),
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+)
+loss = model.fit(images, labels, batch_size=2, epochs=1, verbose=0).history["loss"][0]
+assert np.isfinite(loss), loss
+step = int(keras.ops.convert_to_numpy(model.get_layer("augment").step.value))
+assert step == 3, step  # one direct call and two batches in fit
+
+path = Path(tempfile.mkdtemp()) / "resnet8.keras"
+model.save(path)
+loaded = keras_resnet.load_model(path)
+assert int(keras.ops.convert_to_numpy(loaded.get_layer("augment").step.value)) == 3
+np.testing.assert_allclose(
+    keras.ops.convert_to_numpy(loaded.predict(images, verbose=0)),
+    keras.ops.convert_to_numpy(model.predict(images, verbose=0)),
+    atol=1e-5,
+)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
+def test_the_library_builds_augments_trains_and_saves_on_another_backend(backend):
+    result = _run_python(
+        f"import sys; sys.argv[1:] = [{backend!r}]\n{OTHER_BACKEND_CODE}",
+        env_updates={"KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "ok"
+
+
+def test_the_trainer_refuses_another_backend_with_the_line_to_add(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--synthetic", "--output-dir", str(tmp_path)],
+        env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: KERAS_BACKEND is 'tensorflow', but the trainer runs on JAX")
+    assert "os.environ['KERAS_BACKEND'] = 'jax'" in last  # the line to add
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_opt_out_leaves_the_environment_alone():

@@ -5,7 +5,12 @@ import pytest
 from PIL import Image
 
 from keras_resnet.trainer.data import CLASS_NAMES
-from keras_resnet.trainer.reports import lr_cuts, plot_confusion_matrix, plot_curves
+from keras_resnet.trainer.reports import (
+    curves_figure,
+    lr_cuts,
+    plot_confusion_matrix,
+    plot_curves,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -61,6 +66,35 @@ def test_plot_curves_single_row(tmp_path):
     path = tmp_path / "curves.png"
     plot_curves(_history(1), path)
     _assert_png(path)
+
+
+def test_one_diverging_test_loss_does_not_flatten_the_loss_curves(tmp_path):
+    history = _history(30)  # with a learning-rate cut at epoch 21
+    history[9]["val_loss"] = 55.0  # one epoch's test loss blows up
+    fig = curves_figure(history)
+    ax_loss, ax_acc = fig.axes
+    assert ax_loss.get_yscale() == "log" and ax_acc.get_yscale() == "linear"
+    assert ax_loss.get_title() == "loss (log scale)"
+    # The training losses (2.3 down to 0.42) span over a quarter of the axis; on a linear
+    # axis up to 55 they would span 3% of it.
+    low, high = np.log10(ax_loss.get_ylim())
+    assert (np.log10(2.3) - np.log10(2.3 / 30**0.5)) / (high - low) > 0.25
+    plot_curves(history, tmp_path / "curves.png", synthetic=True)
+    _assert_png(tmp_path / "curves.png")
+
+
+def test_a_zero_loss_keeps_the_linear_scale():
+    history = _history(3)
+    history[2]["loss"] = 0.0
+    assert curves_figure(history).axes[0].get_yscale() == "linear"
+
+
+def test_titles_say_when_the_data_was_synthetic(tmp_path):
+    assert (
+        "generated data, not CIFAR-10"
+        in curves_figure(_history(3), synthetic=True)._suptitle.get_text()
+    )
+    assert "generated" not in curves_figure(_history(3))._suptitle.get_text()
 
 
 def test_plot_curves_rejects_empty_history(tmp_path):

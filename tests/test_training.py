@@ -180,8 +180,10 @@ def test_unwritable_output_folder_is_refused(tmp_path):
 
 
 def test_train_size_larger_than_the_data_is_refused_naming_both_numbers(tmp_path):
+    config = tiny_config(tmp_path, train_size=5000)
     with pytest.raises(ConfigError, match=r"train_size must be between 1 and 2048.*got 5000"):
-        train(tiny_config(tmp_path, train_size=5000), verbose=0)
+        train(config, verbose=0)
+    assert not config.run_dir.exists()  # a refused run leaves no empty folder behind
 
 
 def test_validation_split_drives_the_schedule_and_is_named_in_metrics(tmp_path):
@@ -279,6 +281,7 @@ def test_missing_dataset_stops_before_the_model_is_built(tmp_path, monkeypatch, 
         raise ConnectionError("no route to host")
 
     monkeypatch.setattr(tfds, "load", offline)
+    monkeypatch.setattr("keras_resnet.trainer.data.check_reachable", lambda url: None)
     monkeypatch.setattr(
         "keras_resnet.trainer.fit.build_model", lambda *args: pytest.fail("model was built")
     )
@@ -289,6 +292,7 @@ def test_missing_dataset_stops_before_the_model_is_built(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert f"data_dir={data_dir!r}" in err and "--synthetic" in err
     assert "ConnectionError: no route to host" in err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

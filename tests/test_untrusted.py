@@ -141,6 +141,25 @@ def test_a_keras_file_holding_a_layer_instead_of_a_model_is_refused(tmp_path):
         saving.load_model(path)
 
 
+def test_a_custom_layer_of_a_package_not_imported_names_the_import(tmp_path, monkeypatch):
+    @keras.saving.register_keras_serializable(package="elsewhere")
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    inputs = keras.Input((3,))
+    path = tmp_path / "custom.keras"
+    keras.Model(inputs, Doubler()(inputs)).save(path)
+    # As in a process where the package that registers the layer was never imported.
+    monkeypatch.delitem(keras.saving.get_custom_objects(), "elsewhere>Doubler")
+    with pytest.raises(RunError) as info:
+        saving.load_model(path)
+    message = str(info.value)
+    assert "custom class 'Doubler' of the package elsewhere" in message
+    assert "`import elsewhere` before loading it" in message
+    assert "\n" not in message
+
+
 def test_a_missing_file_and_a_folder_are_named(tmp_path):
     for path in (tmp_path / "nowhere.keras", tmp_path):
         with pytest.raises(RunError, match="is not a file") as info:

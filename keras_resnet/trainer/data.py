@@ -10,6 +10,11 @@ host does no per-pixel work.
 from __future__ import annotations
 
 import dataclasses
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -32,6 +37,8 @@ CLASS_NAMES = (
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 PAD = 4  # the notes' random 32x32 crop from the image padded by 4 pixels on each side
+SYNTHETIC_CLASSES_SEED = 0  # fixes the generated classes' colours, whatever the run's seed
+DOWNLOAD_CHECK_SECONDS = 5.0
 
 
 @dataclasses.dataclass
@@ -82,10 +89,94 @@ def _read_tfds_split(split: str, data_dir: str | None) -> Split:
     return Split(np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int32))
 
 
+def _is_tfds_folder(path: Path) -> bool:
+    """A tfds data_dir holds ``downloads/`` or ``<dataset>/[<config>/]<version>/`` folders
+    with a ``dataset_info.json``."""
+    if path.name == "downloads":
+        return True
+    return any(path.glob("*/dataset_info.json")) or any(path.glob("*/*/dataset_info.json"))
+
+
+def check_data_dir(data_dir: str) -> None:
+    """Refuse a ``data_dir`` that tfds would have to write into but that is not tfds's:
+    a file, or a folder holding anything other than tfds datasets. Missing or empty is fine."""
+    path = Path(data_dir)
+    if path.exists() and not path.is_dir():
+        raise DataUnavailableError(
+            f"data_dir={data_dir!r} is a file, not a folder: pass the folder that holds cifar10/"
+        )
+    if not path.is_dir():
+        return
+    foreign = sorted(
+        f"{entry.name}/" if entry.is_dir() else entry.name
+        for entry in path.iterdir()
+        if not (entry.is_dir() and _is_tfds_folder(entry)) and not entry.name.startswith(".")
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise DataUnavailableError(
+            f"data_dir={data_dir!r} does not hold a tfds layout (cifar10/3.0.2/...), so nothing "
+            f"was downloaded into it; found {shown}. Pass the folder that holds cifar10/ "
+            "(the one given to tfds.load as data_dir), or an empty or new folder to download into."
+        )
+
+
+def download_url(builder) -> str:
+    """The address tfds's cifar10 builder downloads from (its homepage if that moves)."""
+    cifar_info = getattr(builder, "_cifar_info", None)
+    return getattr(cifar_info, "url", None) or builder.info.homepage
+
+
+def check_reachable(url: str, timeout: float = DOWNLOAD_CHECK_SECONDS) -> None:
+    """Fail in seconds when ``url``'s host (or the HTTPS proxy) cannot be reached.
+
+    Offline, tfds retries its download for minutes before failing. The name lookup runs in a
+    thread because ``getaddrinfo`` takes no timeout.
+    """
+    proxy = urllib.request.getproxies().get(urllib.parse.urlsplit(url).scheme)
+    target = urllib.parse.urlsplit(proxy or url)
+    host, port = target.hostname, target.port or (80 if target.scheme == "http" else 443)
+    failure: list[OSError] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        reason = f"no answer within {timeout:g} s"
+    elif failure:
+        reason = f"{type(failure[0]).__name__}: {failure[0]}"
+    else:
+        return
+    via = f" through the proxy {proxy}" if proxy else ""
+    raise ConnectionError(f"cannot reach {host}:{port}{via} to download {url} ({reason})")
+
+
+def _prepare_check(data_dir: str | None) -> None:
+    """Before tfds writes anything: when cifar10 is not prepared, the data_dir must be tfds's
+    (or new) and the download host reachable."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("cifar10", data_dir=data_dir)
+    if builder.is_prepared():
+        return
+    if data_dir is not None:
+        check_data_dir(data_dir)
+    check_reachable(download_url(builder))
+
+
 def load_cifar10(data_dir: str | None = None) -> Cifar10:
     """Both splits of tfds's ``cifar10`` as arrays; download them if tfds can."""
     _hide_gpus_from_tensorflow()
     try:
+        _prepare_check(data_dir)
         return Cifar10(
             train=_read_tfds_split("train", data_dir), test=_read_tfds_split("test", data_dir)
         )
@@ -106,17 +197,19 @@ def load_cifar10(data_dir: str | None = None) -> Cifar10:
 def synthetic_cifar10(train_size: int = 2048, test_size: int = 512, seed: int = 0) -> Cifar10:
     """Generated CIFAR-shaped data that a network can learn: each class is a colour pattern.
 
-    Lets anyone run the whole program in a minute, without a GPU or internet.
+    Lets anyone run the whole program in a minute, without a GPU or internet. The classes are
+    the same for every ``seed`` (a model trained at one seed is scored on the same task at
+    another); the seed picks the images: their labels and noise.
     """
-    rng = np.random.default_rng(seed)
+    colours = np.random.default_rng(SYNTHETIC_CLASSES_SEED).uniform(0.2, 0.8, size=(10, 3))
     yy, xx = np.mgrid[0:32, 0:32] / 31.0
     patterns = []
-    for c in range(len(CLASS_NAMES)):
+    for c, colour in enumerate(colours):
         angle = np.pi * c / len(CLASS_NAMES)
         wave = np.sin(2 * np.pi * (np.cos(angle) * xx + np.sin(angle) * yy) * (1 + c % 3))
-        colour = rng.uniform(0.2, 0.8, size=3)
         patterns.append(128 + 80 * wave[..., None] * colour)
     patterns = np.stack(patterns)
+    rng = np.random.default_rng(seed)
 
     def make(n: int) -> Split:
         labels = rng.integers(0, len(CLASS_NAMES), size=n).astype(np.int32)

@@ -166,7 +166,10 @@ def write_report(metrics: dict, model_path: Path, output_dir: Path | None) -> tu
     try:
         io.write_json(metrics_path, metrics)
         reports.plot_confusion_matrix(
-            np.asarray(metrics["confusion_matrix"]), CLASS_NAMES, figure_path
+            np.asarray(metrics["confusion_matrix"]),
+            CLASS_NAMES,
+            figure_path,
+            synthetic=metrics["data"] == "synthetic",
         )
     except OSError as error:
         raise RunFolderError(

@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_resnet import environment
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.callbacks import ResumableReduceLROnPlateau, StopOnNaN, StopOnSignal
 from keras_resnet.errors import DivergedError
@@ -124,6 +125,7 @@ def train(
     ``topology`` comes from ``distributed.setup``; by default training uses every local device.
     Seeds, the dtype policy and the distribution are restored when it returns.
     """
+    environment.require_trainer_backend()
     with process_settings(config.seed, config.precision):
         topology = topology or distributed.setup()
         return _train(config, overwrite, topology, callbacks, verbose)
@@ -131,11 +133,12 @@ def train(
 
 def _train(config, overwrite, topology, callbacks, verbose) -> Path:
     distributed.check_batch_size(config.batch_size, topology)
+    # Before the run folder is made, so that a refused run leaves no empty folder behind.
+    data = load_data(config)
     run = RunFolder(config.run_dir, write=topology.is_chief)
     if run.write:
         run.check_writable()
     state = run.resume_state(config, overwrite)
-    data = load_data(config)  # fails fast, before any model is built
 
     shard = (topology.process_id, topology.num_processes)
     train_batches = cifar.CifarBatches(

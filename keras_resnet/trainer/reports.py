@@ -7,6 +7,7 @@ used through ``Figure`` directly, without pyplot's global state or an interactiv
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import Sequence
 
@@ -33,10 +34,23 @@ def _series(history: list[dict], key: str, scale: float = 1.0) -> tuple[list, li
     return [row["epoch"] for row in rows], [row[key] * scale for row in rows]
 
 
-def plot_curves(history: list[dict], path: str | os.PathLike, eval_name: str = "test") -> None:
+SYNTHETIC_NOTE = " (generated data, not CIFAR-10)"
+
+
+def plot_curves(
+    history: list[dict], path: str | os.PathLike, eval_name: str = "test", synthetic: bool = False
+) -> None:
+    """Write ``curves_figure`` as a PNG."""
+    fig = curves_figure(history, eval_name, synthetic)
+    io.save_atomically(path, lambda p: fig.savefig(p, format="png", dpi=150))
+
+
+def curves_figure(history: list[dict], eval_name: str = "test", synthetic: bool = False):
     """Loss and accuracy per epoch, train vs ``eval_name``, with learning-rate cuts marked.
 
-    A cut is drawn between the last epoch at the old rate and the first at the new one.
+    A cut is drawn between the last epoch at the old rate and the first at the new one. Losses
+    are drawn on a log scale: one diverging epoch (a test loss of 55) would otherwise flatten
+    the rest of the curve. ``synthetic`` says so in the title.
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -52,8 +66,11 @@ def plot_curves(history: list[dict], path: str | os.PathLike, eval_name: str = "
         (ax_acc, "accuracy", 100.0, "accuracy (%)", "bottom", "lower right"),
     )
     for ax, key, scale, ylabel, label_side, legend_loc in panels:
-        ax.plot(*_series(history, key, scale), color=TRAIN_COLOR, marker=marker, label="train")
+        train_epochs, train_values = _series(history, key, scale)
+        ax.plot(train_epochs, train_values, color=TRAIN_COLOR, marker=marker, label="train")
         eval_epochs, eval_values = _series(history, f"val_{key}", scale)
+        if key == "loss" and all(0 < value < math.inf for value in train_values + eval_values):
+            ax.set_yscale("log")
         if eval_epochs:
             ax.plot(
                 eval_epochs, eval_values, "--", color=EVAL_COLOR, marker=marker, label=eval_name
@@ -78,10 +95,10 @@ def plot_curves(history: list[dict], path: str | os.PathLike, eval_name: str = "
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
         ax.legend(loc=legend_loc)
-    ax_loss.set_title("loss")
+    ax_loss.set_title("loss" + " (log scale)" * (ax_loss.get_yscale() == "log"))
     ax_acc.set_title("accuracy")
-    fig.suptitle(_curves_title(history, eval_name), fontsize=13)
-    io.save_atomically(path, lambda p: fig.savefig(p, format="png", dpi=150))
+    fig.suptitle(_curves_title(history, eval_name) + SYNTHETIC_NOTE * synthetic, fontsize=13)
+    return fig
 
 
 def _curves_title(history: list[dict], eval_name: str) -> str:
@@ -99,14 +116,17 @@ def plot_confusion_matrix(
     class_names: Sequence[str],
     path: str | os.PathLike,
     title: str = "Confusion matrix",
+    synthetic: bool = False,
 ) -> None:
-    """Counts heat map, rows = true class and columns = predicted, overall accuracy in the title."""
+    """Counts heat map, rows = true class and columns = predicted, overall accuracy in the title;
+    ``synthetic`` says so in the title."""
     from matplotlib.figure import Figure
 
     matrix = np.asarray(matrix)
     n = len(class_names)
     if matrix.shape != (n, n):
         raise ValueError(f"confusion matrix of shape {matrix.shape} for {n} classes")
+    title += SYNTHETIC_NOTE * synthetic
     total = matrix.sum()
     if total > 0:
         correct = np.trace(matrix)

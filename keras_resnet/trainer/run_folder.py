@@ -194,9 +194,13 @@ class RunFolder:
         if not self.write:
             return
         io.write_json(self.path / METRICS, metrics)
-        reports.plot_curves(state.history, self.path / CURVES, eval_name=eval_name)
+        synthetic = metrics.get("data") == "synthetic"
+        reports.plot_curves(state.history, self.path / CURVES, eval_name, synthetic)
         reports.plot_confusion_matrix(
-            np.asarray(metrics["confusion_matrix"]), class_names, self.path / CONFUSION
+            np.asarray(metrics["confusion_matrix"]),
+            class_names,
+            self.path / CONFUSION,
+            synthetic=synthetic,
         )
         state.finished = True
         io.write_json(self.path / STATE, state.to_json())
