@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU figure the README's performance section needs, from one run of one script:
-#   1. throughput.py: ResNet-18 training, Keras fit vs pure JAX vs PyTorch, float32 at batch 128
+#   1. benchmarks.throughput: ResNet-18 training, Keras fit vs pure JAX vs PyTorch, float32 at batch 128
 #      (the notes' setting) and mixed_bfloat16 at batch 512 (the fast recipe's);
-#   2. input_pipeline.py: the input path against the bfloat16 training rate;
-#   3. recipe_epochs.py: one whole epoch of each recipe and the projected runs (fast: time to 94%).
+#   2. benchmarks.input_pipeline: the input path against the bfloat16 training rate;
+#   3. benchmarks.recipe_epochs: one whole epoch of each recipe and the projected runs (fast: time to 94%).
 # Each step has its own time limit and the steps run in order of importance, so a short lease
-# still returns the first tables. Results go to $OUT (default benchmarks/results).
+# still returns the first tables. Results go to $OUT (default benchmarks/results). The steps run
+# as modules (python -m benchmarks.X) from the repository root, where this script starts them.
 #
 # On a machine without keras (the lent GPU machine has JAX, PyTorch, numpy, h5py, rich and
 # ml-dtypes only), put the wheels of keras and what it lacks in .whl/ first; see
@@ -45,11 +46,11 @@ step() {  # step NAME LIMIT COMMAND...: run it, keep its output, never stop the 
   echo "== $name exited with ${PIPESTATUS[0]}"
 }
 
-step throughput-float32 "${LIMITS[0]}" "$PYTHON" benchmarks/throughput.py "${MODEL[@]}" "${STEPS[@]}" \
-  --batch-size 128 --json "$OUT/throughput-float32.json"
-step throughput-bfloat16 "${LIMITS[1]}" "$PYTHON" benchmarks/throughput.py "${MODEL[@]}" "${STEPS[@]}" \
-  --batch-size 512 --precision mixed_bfloat16 --json "$OUT/throughput-bfloat16.json"
-step input-pipeline "${LIMITS[2]}" "$PYTHON" benchmarks/input_pipeline.py "${PIPE[@]}" --batch-size 512 \
-  --against "$OUT/throughput-bfloat16.json" --json "$OUT/input_pipeline.json"
-step recipe-epochs "${LIMITS[3]}" "$PYTHON" benchmarks/recipe_epochs.py "${RECIPES[@]}" \
+step throughput-float32 "${LIMITS[0]}" "$PYTHON" -m benchmarks.throughput "${MODEL[@]}" \
+  "${STEPS[@]}" --batch-size 128 --json "$OUT/throughput-float32.json"
+step throughput-bfloat16 "${LIMITS[1]}" "$PYTHON" -m benchmarks.throughput "${MODEL[@]}" \
+  "${STEPS[@]}" --batch-size 512 --precision mixed_bfloat16 --json "$OUT/throughput-bfloat16.json"
+step input-pipeline "${LIMITS[2]}" "$PYTHON" -m benchmarks.input_pipeline "${PIPE[@]}" \
+  --batch-size 512 --against "$OUT/throughput-bfloat16.json" --json "$OUT/input_pipeline.json"
+step recipe-epochs "${LIMITS[3]}" "$PYTHON" -m benchmarks.recipe_epochs "${RECIPES[@]}" \
   --json "$OUT/recipe_epochs.json"
