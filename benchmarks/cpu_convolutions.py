@@ -2,8 +2,8 @@
 
 Run from the repository root (no TensorFlow, no data needed)::
 
-    python benchmarks/cpu_convolutions.py                        # per-convolution table
-    python benchmarks/cpu_convolutions.py --train-model resnet18 --train-steps 4
+    python -m benchmarks.cpu_convolutions                        # per-convolution table
+    python -m benchmarks.cpu_convolutions --train-model resnet18 --train-steps 4
 
 For each 3x3, stride-1, padding-1 convolution of ResNet's four CIFAR stages (batch ``--batch``,
 NHWC, float32) it times the forward pass, the input gradient and the weight gradient, jitted,
@@ -11,14 +11,14 @@ and prints GFLOP/s side by side for:
 
 - ``xla-ynnpack``: XLA as jaxlib 0.10 configures it (convolutions go to YNNPACK), selected with
   ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution``;
-- ``xla-eigen``: XLA with ``keras_resnet._backend.EIGEN_CONVOLUTIONS``, what
+- ``xla-eigen``: XLA with ``keras_resnet.environment.EIGEN_CONVOLUTIONS``, what
   ``import keras_resnet`` sets on jaxlib 0.10;
 - ``xla-eigen-matmul-wgrad``: the weight gradient written as nine matrix products (one per
   kernel offset), the custom-VJP idea, under the Eigen setting;
 - ``torch``: ``torch.nn.functional.conv2d`` and ``aten.convolution_backward``, channels_last.
 
 XLA reads its flags once per process, so each setting runs in its own process. With
-``--train-model`` it also runs ``benchmarks/throughput.py`` (the Keras ``model.fit`` row) under
+``--train-model`` it also runs ``benchmarks.throughput`` (the Keras ``model.fit`` row) under
 both XLA settings and the PyTorch row once, so the effect on whole training steps is in the same
 report. Results go to ``--json``.
 """
@@ -26,20 +26,16 @@ report. Results go to ``--json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # keras_resnet, if not installed
-from throughput import RESULTS_DIR, ROOT, fmt_rate, positive_int  # benchmarks/ is not a package
+from benchmarks.common import RESULTS_DIR, fmt_rate, positive_int, run_module, utc_now
 
 YNN_OPTION = "--xla_cpu_experimental_ynn_fusion_type"
 SETTINGS = {
@@ -167,15 +163,15 @@ def torch_worker(args) -> dict:
     }
 
 
-def run_subprocess(command: list[str], env_flags: str | None, timeout: int) -> tuple[int, str]:
+def run_subprocess(
+    module: str, argv: list[str], env_flags: str | None, timeout: int
+) -> tuple[int, str]:
+    """``benchmarks.<module>`` on the CPU, under ``XLA_FLAGS=env_flags`` where given."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.setdefault("JAX_PLATFORMS", "cpu")
     if env_flags is not None:
         env["XLA_FLAGS"] = env_flags
-    proc = subprocess.run(
-        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
+    proc = run_module(module, argv, env, timeout)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -183,34 +179,33 @@ def run_row(args, row: str) -> dict:
     flags = SETTINGS.get(row, SETTINGS["xla-eigen"]) if row != "torch" else None
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "row.json")
-        command = [
-            sys.executable, str(Path(__file__).resolve()), "--worker", row, "--result-file", out,
+        argv = [
+            "--worker", row, "--result-file", out,
             "--batch", str(args.batch), "--repeats", str(args.repeats),
         ]  # fmt: skip
         print(f"[{row}] running ...", file=sys.stderr, flush=True)
-        code, output = run_subprocess(command, flags, args.timeout)
+        code, output = run_subprocess("cpu_convolutions", argv, flags, args.timeout)
         if not os.path.exists(out):
             return {"error": f"exited with {code}: {output[-2000:]}"}
         return json.loads(Path(out).read_text())
 
 
 def run_training(args) -> dict:
-    """throughput.py's keras row under each XLA setting, and its torch row once."""
+    """benchmarks.throughput's keras row under each XLA setting, and its torch row once."""
     rows = {}
     plan = [(name, flags, "keras") for name, flags in SETTINGS.items()] + [("torch", None, "torch")]
     for name, flags, framework in plan:
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "throughput.json")
-            command = [
-                sys.executable, str(Path(__file__).resolve().parent / "throughput.py"),
+            argv = [
                 "--model", args.train_model, "--batch-size", str(args.train_batch_size),
                 "--steps", str(args.train_steps), "--warmup", str(args.train_warmup),
                 "--eval-steps", "0", "--frameworks", framework, "--json", out,
             ]  # fmt: skip
             print(f"[train {name}] {args.train_model} ...", file=sys.stderr, flush=True)
-            code, output = run_subprocess(command, flags, args.timeout)
+            code, output = run_subprocess("throughput", argv, flags, args.timeout)
             if not os.path.exists(out):
-                rows[name] = {"error": f"throughput.py exited with {code}: {output[-2000:]}"}
+                rows[name] = {"error": f"throughput exited with {code}: {output[-2000:]}"}
                 continue
             result = json.loads(Path(out).read_text())["results"].get(framework, {})
             rows[name] = {"train_images_per_s": result.get("train_images_per_s")}
@@ -283,7 +278,7 @@ def main(argv=None) -> int:
 
     results = {row: run_row(args, row) for row in args.rows}
     training = run_training(args) if args.train_model else {}
-    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    date = utc_now()
     header = (
         f"CPU convolutions, batch {args.batch}, 3x3 stride 1, float32, GFLOP/s (median of "
         f"{args.repeats}); {platform.processor() or platform.machine()}, {os.cpu_count()} cores "

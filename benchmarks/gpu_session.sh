@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Every GPU figure the README's performance section needs, from one run of one script:
-#   1. throughput.py: ResNet-18 training, Keras fit vs pure JAX vs PyTorch, float32 at batch 128
-#      (the notes' setting) and mixed_bfloat16 at batch 512 (the fast recipe's);
-#   2. input_pipeline.py: the input path against the bfloat16 training rate;
-#   3. recipe_epochs.py: one whole epoch of each recipe and the projected runs (fast: time to 94%).
+#   1. benchmarks.throughput: ResNet-18 training, Keras fit vs pure JAX vs PyTorch, float32 at
+#      batch 128 (the notes' setting) and mixed_bfloat16 at batch 512 (the fast recipe's);
+#   2. benchmarks.input_pipeline: the input path against the bfloat16 training rate;
+#   3. benchmarks.recipe_epochs: one whole epoch of each recipe and the projected runs (fast:
+#      time to 94%).
 # Each step has its own time limit and the steps run in order of importance, so a short lease
-# still returns the first tables. Results go to $OUT (default benchmarks/results).
+# still returns the first tables. Results go to $OUT (default benchmarks/results). The steps run
+# as modules (python -m benchmarks.X) from the repository root, where this script starts them.
 #
 # On a machine without keras (the lent GPU machine has JAX, PyTorch, numpy, h5py, rich and
 # ml-dtypes only), put the wheels of keras and what it lacks in .whl/ first; see
-# benchmarks/README.md. QUICK=1 runs every step with tiny settings, to check the script on a CPU.
+# benchmarks/README.md. QUICK=1 runs every step once with tiny settings (the bfloat16 step Keras
+# only, the recipe step fast only), to check the script on a CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
@@ -23,12 +26,13 @@ if ! "$PYTHON" -c "import keras" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; t
   export PYTHONPATH=/tmp/keras_resnet_site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
-if [ "${QUICK:-0}" = 1 ]; then
+if [ "${QUICK:-0}" = 1 ]; then  # each step once, briefly; tests/test_benchmarks.py covers every row
   MODEL=(--model resnet8) STEPS=(--steps 2 --warmup 1 --eval-steps 1 --frameworks keras,jax)
-  PIPE=(--images 2048 --repeats 1) RECIPES=(--model resnet8 --images 5200 --steps 1 --warmup 1
-    --eval-images 256) LIMITS=(300 300 300 300)
+  BF16=(--steps 2 --warmup 1 --eval-steps 0 --frameworks keras) PIPE=(--images 2048 --repeats 1)
+  RECIPES=(--recipes fast --model resnet8 --images 1024 --steps 1 --warmup 1 --eval-images 256)
+  LIMITS=(300 300 300 300)
 else  # at most 580 s in all: the device runs one command for 10 minutes at most
-  MODEL=(--model resnet18) STEPS=(--steps 50 --warmup 5) PIPE=() RECIPES=()
+  MODEL=(--model resnet18) STEPS=(--steps 50 --warmup 5) BF16=("${STEPS[@]}") PIPE=() RECIPES=()
   LIMITS=(150 150 60 220)
 fi
 
@@ -45,11 +49,11 @@ step() {  # step NAME LIMIT COMMAND...: run it, keep its output, never stop the 
   echo "== $name exited with ${PIPESTATUS[0]}"
 }
 
-step throughput-float32 "${LIMITS[0]}" "$PYTHON" benchmarks/throughput.py "${MODEL[@]}" "${STEPS[@]}" \
-  --batch-size 128 --json "$OUT/throughput-float32.json"
-step throughput-bfloat16 "${LIMITS[1]}" "$PYTHON" benchmarks/throughput.py "${MODEL[@]}" "${STEPS[@]}" \
-  --batch-size 512 --precision mixed_bfloat16 --json "$OUT/throughput-bfloat16.json"
-step input-pipeline "${LIMITS[2]}" "$PYTHON" benchmarks/input_pipeline.py "${PIPE[@]}" --batch-size 512 \
-  --against "$OUT/throughput-bfloat16.json" --json "$OUT/input_pipeline.json"
-step recipe-epochs "${LIMITS[3]}" "$PYTHON" benchmarks/recipe_epochs.py "${RECIPES[@]}" \
+step throughput-float32 "${LIMITS[0]}" "$PYTHON" -m benchmarks.throughput "${MODEL[@]}" \
+  "${STEPS[@]}" --batch-size 128 --json "$OUT/throughput-float32.json"
+step throughput-bfloat16 "${LIMITS[1]}" "$PYTHON" -m benchmarks.throughput "${MODEL[@]}" \
+  "${BF16[@]}" --batch-size 512 --precision mixed_bfloat16 --json "$OUT/throughput-bfloat16.json"
+step input-pipeline "${LIMITS[2]}" "$PYTHON" -m benchmarks.input_pipeline "${PIPE[@]}" \
+  --batch-size 512 --against "$OUT/throughput-bfloat16.json" --json "$OUT/input_pipeline.json"
+step recipe-epochs "${LIMITS[3]}" "$PYTHON" -m benchmarks.recipe_epochs "${RECIPES[@]}" \
   --json "$OUT/recipe_epochs.json"

@@ -2,10 +2,10 @@
 
 Run from the repository root (no TensorFlow, no download: the images are generated)::
 
-    python benchmarks/input_pipeline.py --model resnet18
-    python benchmarks/input_pipeline.py --against benchmarks/results/throughput-resnet18-cpu.json
+    python -m benchmarks.input_pipeline --model resnet18
+    python -m benchmarks.input_pipeline --against benchmarks/results/throughput-resnet18-cpu.json
 
-The host side of the input path is ``keras_resnet.data.CifarBatches`` as ``train.py`` uses
+The host side of the input path is ``keras_resnet.trainer.data.CifarBatches`` as ``train.py`` uses
 it: ``train=True`` (per-epoch permutation, then a gather of uint8 images per batch) over a full
 epoch of ``--images`` images (50,000, CIFAR-10's training set) at ``--batch-size``, timed with
 ``set_epoch`` included. ``train=False`` (plain slicing, the evaluation path) is timed too. The
@@ -13,8 +13,8 @@ augmentation (4-pixel padded crop, flip, and cutout in the fast recipe) is a lay
 ``RandomCropFlip``, so it runs inside the compiled step on the device; it is timed alone too,
 jitted on the default JAX device (its cost is already part of the model's training rate).
 
-The consumption rate is the Keras training rate from a ``benchmarks/throughput.py`` JSON
-(``--against``), or, without one, a short ``throughput.py --frameworks keras`` run for
+The consumption rate is the Keras training rate from a ``benchmarks.throughput`` JSON
+(``--against``), or, without one, a short ``benchmarks.throughput --frameworks keras`` run for
 ``--model``. The target is an input path at least 5x faster than the model consumes: in
 ``train.py`` the batches are made in the main thread between steps, so their time adds to every
 step unless the input path is much faster than the step.
@@ -23,36 +23,39 @@ step unless the input path is much faster than the step.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # keras_resnet, if not installed
-from throughput import (  # benchmarks/ is not a package: found through sys.path
+import keras_resnet  # noqa: F401  (selects the JAX backend before keras is imported)
+
+# isort: split
+import jax
+import numpy as np
+
+from benchmarks.common import (
     RESULTS_DIR,
-    ROOT,
     fmt_rate,
     generated_batches,
     positive_int,
+    run_module,
     slug,
     tensorflow_imported,
+    utc_now,
 )
+from keras_resnet.augment import RandomCropFlip
+from keras_resnet.trainer.data import CifarBatches, Split
 
 TARGET = 5.0
 
 
-def time_epochs(split, batch_size: int, train: bool, repeats: int, seed: int) -> dict:
+def time_epochs(split: Split, batch_size: int, train: bool, repeats: int, seed: int) -> dict:
     """Images/s of ``repeats`` full epochs of CifarBatches (median), set_epoch included."""
-    from keras_resnet.data import CifarBatches
-
     batches = CifarBatches(split, batch_size, train=train, seed=seed)
     seconds = []
     for epoch in range(repeats):
@@ -74,11 +77,6 @@ def time_epochs(split, batch_size: int, train: bool, repeats: int, seed: int) ->
 
 def time_device_augmentation(batch_size: int, repeats: int, cutout: int = 12) -> dict:
     """Images/s of RandomCropFlip (with cutout) alone, jitted on the default JAX device."""
-    import jax
-    import numpy as np
-
-    from keras_resnet.augment import RandomCropFlip
-
     layer = RandomCropFlip(cutout=cutout, seed=0)
     images = jax.device_put(generated_batches(batch_size)[0].astype(np.float32))
     layer.build(images.shape)
@@ -104,7 +102,7 @@ def time_device_augmentation(batch_size: int, repeats: int, cutout: int = 12) ->
     }
 
 
-def consumption_rates(args) -> tuple[dict, str]:
+def consumption_rates(args: argparse.Namespace) -> tuple[dict, str]:
     """Training images/s per framework, from --against or a short Keras measurement."""
     if args.against:
         report = json.loads(Path(args.against).read_text())
@@ -112,20 +110,19 @@ def consumption_rates(args) -> tuple[dict, str]:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "throughput.json")
-            command = [
-                sys.executable, str(Path(__file__).resolve().parent / "throughput.py"),
+            argv = [
                 "--model", args.model, "--batch-size", str(args.batch_size),
                 "--precision", args.precision, "--frameworks", "keras",
                 "--steps", str(args.steps), "--warmup", str(args.warmup),
                 "--eval-steps", "0", "--json", out,
             ]  # fmt: skip
             print(f"measuring Keras training of {args.model} ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+            proc = run_module("throughput", argv)
             if not os.path.exists(out):
-                sys.exit(f"throughput.py failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+                sys.exit(f"benchmarks.throughput failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
             report = json.loads(Path(out).read_text())
         source = (
-            f"measured now: throughput.py --frameworks keras, {args.steps} steps "
+            f"measured now: benchmarks.throughput --frameworks keras, {args.steps} steps "
             f"({report.get('device')})"
         )
     rates = {
@@ -164,10 +161,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from keras_resnet.data import Split
-
-    import keras_resnet  # noqa: F401  (selects the JAX backend before keras is imported)
-
     consumer, source = consumption_rates(args)
     keras_rate = consumer["rates"]["keras"]
 
@@ -189,7 +182,7 @@ def main(argv=None) -> int:
     # train.py makes each batch in the main thread, between steps: the times add up.
     inline_rate = 1.0 / (1.0 / keras_rate + 1.0 / train_path["images_per_s"])
 
-    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    date = utc_now()
     header = (
         f"input path: {args.images:,} generated images per epoch, batch {args.batch_size}, "
         f"median of {args.repeats} epochs, {os.cpu_count()} CPU cores "

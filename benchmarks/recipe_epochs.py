@@ -2,16 +2,16 @@
 
 Run from the repository root (no TensorFlow, no download: the images are generated)::
 
-    python benchmarks/recipe_epochs.py                       # a GPU: whole epochs
-    python benchmarks/recipe_epochs.py --steps 3 --warmup 1  # a CPU: 3 timed steps per recipe
+    python -m benchmarks.recipe_epochs                       # a GPU: whole epochs
+    python -m benchmarks.recipe_epochs --steps 3 --warmup 1  # a CPU: 3 timed steps per recipe
 
 For each recipe (``note``, ``paper``, ``fast``; ``--recipes`` picks) the model is built and
-compiled as ``train.py`` does (``training._new_model``: augmentation layer, optimizer, loss,
-precision), fed by ``CifarBatches`` over ``--images`` generated images (50,000: CIFAR-10's
-training set, less the recipe's validation hold-out) with the trainer's per-batch callbacks,
-and evaluated as the trainer's ``Validate`` does (10,000 test images, or the recipe's
-validation split; flip test-time augmentation where the recipe uses it; ``--eval-images`` runs
-fewer and scales the time).
+compiled as ``train.py`` does (``keras_resnet.trainer.fit.build_model``: augmentation layer,
+optimizer, loss, precision), fed by ``CifarBatches`` over ``--images`` generated images
+(50,000: CIFAR-10's training set, less the recipe's validation hold-out) with the trainer's
+per-batch callbacks, and evaluated as the trainer's ``Validate`` does (10,000 test images, or
+the recipe's validation split; flip test-time augmentation where the recipe uses it;
+``--eval-images`` runs fewer and scales the time).
 
 Reported per recipe: the first step (trace and compile), steady training images/s, the training
 time of one epoch (measured over ``--steps`` steps, or the whole epoch without it, and scaled to
@@ -24,7 +24,6 @@ images are generated.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -32,32 +31,34 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # keras_resnet, if not installed
-from keras_resnet.recipes import RECIPES  # imports keras_resnet: the JAX backend first
-from throughput import (  # benchmarks/ is not a package: found through sys.path
+import keras_resnet  # noqa: F401  (selects the JAX backend before keras is imported)
+
+# isort: split
+import keras
+
+from benchmarks import keras_timing
+from benchmarks.common import (
     RESULTS_DIR,
-    _jax_device_info,
-    _make_clock,
     fmt_rate,
     generated_batches,
     positive_int,
     slug,
     tensorflow_imported,
+    utc_now,
 )
+from keras_resnet.callbacks import StopOnNaN, StopOnSignal
+from keras_resnet.trainer.callbacks import SetEpoch
+from keras_resnet.trainer.config import RECIPES, TrainConfig
+from keras_resnet.trainer.data import CifarBatches, Split
+from keras_resnet.trainer.evaluation import predict_logits
+from keras_resnet.trainer.fit import build_model
 
 TEST_IMAGES = 10_000
 
 
-def time_recipe(name: str, args) -> dict:
+def time_recipe(name: str, args: argparse.Namespace) -> dict:
     """One recipe: its compile, steady steps, one epoch's training and evaluation times."""
-    import keras
-    from keras_resnet.evaluation import predict_logits
-
-    from keras_resnet import callbacks, data, recipes, training
-
-    config = recipes.resolve(name, **({"model": args.model} if args.model else {}))
-    config.validate()
+    config = TrainConfig(recipe=name, **({"model": args.model} if args.model else {}))
     keras.utils.clear_session(free_memory=True)
     keras.mixed_precision.set_global_policy(config.precision)
     images, labels = generated_batches(args.images, seed=0)
@@ -67,28 +68,27 @@ def time_recipe(name: str, args) -> dict:
             f"--images {args.images} leaves no training images beside the {name} recipe's "
             f"{held_out} validation images"
         )
-    train_split = data.Split(images[: len(images) - held_out], labels[: len(labels) - held_out])
+    train_split = Split(images[: len(images) - held_out], labels[: len(labels) - held_out])
     # What the trainer evaluates each epoch; --eval-images runs fewer and scales the time.
     eval_name, eval_images = ("validation", held_out) if held_out else ("test", TEST_IMAGES)
     measured = min(args.eval_images or eval_images, eval_images)
-    eval_split = data.Split(*generated_batches(measured, seed=1))
+    eval_split = Split(*generated_batches(measured, seed=1))
 
-    batches = data.CifarBatches(train_split, config.batch_size, train=True, seed=config.seed)
+    batches = CifarBatches(train_split, config.batch_size, train=True, seed=config.seed)
     steps_per_epoch = len(batches)
     timed = min(args.steps or steps_per_epoch, steps_per_epoch)
-    model = training._new_model(config, steps_per_epoch)
+    model = build_model(config, steps_per_epoch)
 
-    def fit(steps: int):
+    def fit(steps: int) -> keras_timing.StepClock:
         """``steps`` batches as train.py runs them; the wall-clock time of each step."""
-        clock = _make_clock(keras)
-        trainer_callbacks = [callbacks.SetEpoch(batches), callbacks.StopOnNaN()]
+        clock = keras_timing.StepClock()
         model.fit(
             batches,
             epochs=1,
             steps_per_epoch=steps,
             shuffle=False,
             verbose=0,
-            callbacks=[*trainer_callbacks, callbacks.StopOnSignal(), clock],
+            callbacks=[SetEpoch(batches), StopOnNaN(), StopOnSignal(), clock],
         )
         return clock
 
@@ -190,8 +190,8 @@ def main(argv=None) -> int:
             rows.append(time_recipe(name, args))
         except Exception as error:  # one recipe failing must not lose the others' figures
             rows.append({"recipe": name, "error": f"{type(error).__name__}: {error}"})
-    device = _jax_device_info()
-    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    device = keras_timing.device_info()
+    date = utc_now()
     header = (
         f"one epoch per recipe on {args.images:,} generated images; JAX {device['platform']} "
         f"({device['device_kind']}) x{device['count']}; {os.cpu_count()} CPU cores; {date}"

@@ -3,8 +3,10 @@
 The benchmark's own copy of the notes' PyTorch ResNet (SPEC.md section 2, kuangliu/pytorch-cifar
 style), generalised to every ``keras_resnet.ModelSpec``: BasicBlock / Bottleneck, their
 pre-activation forms, shortcuts A/B/C/none and both stems. It is built from the same spec as
-``keras_resnet.build`` and has the same trainable parameter count (``count_parameters``), so the
-two frameworks train the same network. Weights are not copied: only speed is compared.
+``keras_resnet.build``, has the same trainable parameter count
+(``keras_resnet.models.parameter_count``) and starts its weights from the same distributions
+(``spec.initializer``, ``spec.zero_init_residual``), so the two frameworks train the same
+network. Weights are not copied: only speed is compared.
 
 Input is NCHW (use ``channels_last`` memory format for speed), already normalised.
 """
@@ -116,9 +118,25 @@ class TorchResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.final = nn.Sequential(batch_norm(cin), nn.ReLU()) if pre else nn.Identity()
         self.classifier = nn.Linear(cin, num_classes)
-        for module in self.modules():  # torchvision's initialisation, as the Keras blocks use
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        self._initialise(spec)
+
+    @torch.no_grad()
+    def _initialise(self, spec) -> None:
+        """Start as ``keras_resnet.build`` does. ``"torch"`` (the notes' nets) keeps PyTorch's
+        defaults; ``"he"`` (the 2015 paper's) and ``"torchvision"`` draw every convolution from
+        ``kaiming_normal_(mode="fan_out")``, and ``"he"`` starts the classifier's bias at zero.
+        ``zero_init_residual`` zeroes the last BN of each residual branch (the last convolution
+        in a pre-activation unit, which has no BN after it)."""
+        if spec.initializer != "torch":
+            for module in self.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if spec.initializer == "he":
+            nn.init.zeros_(self.classifier.bias)
+        if spec.zero_init_residual:
+            for block in self.blocks:
+                last = block.convs[-1] if block.pre_activation else block.bns[-1]
+                nn.init.zeros_(last.weight)
 
     def forward(self, x):
         x = self.final(self.blocks(self.stem(x)))

@@ -1,4 +1,4 @@
-"""benchmarks/: the PyTorch twin is the same network, and both scripts run end to end."""
+"""benchmarks/: the PyTorch twin is the same network, and every script runs end to end."""
 
 import json
 import os
@@ -6,19 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 import keras_resnet
-from keras_resnet.models import count_parameters, get_spec
-
-ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ROOT / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+from benchmarks import throughput
+from benchmarks.common import ROOT
+from keras_resnet.models import get_spec, parameter_count
 
 torch = pytest.importorskip("torch")
-torch_resnet = pytest.importorskip("torch_resnet")
-throughput = pytest.importorskip("throughput")
+from benchmarks import torch_resnet  # noqa: E402  (needs PyTorch)
 
 
 @pytest.mark.parametrize(
@@ -27,11 +25,11 @@ throughput = pytest.importorskip("throughput")
 )
 def test_torch_twin_has_the_keras_parameter_count(name):
     model = torch_resnet.TorchResNet(get_spec(name))
-    assert torch_resnet.count_trainable(model) == count_parameters(name)
+    assert torch_resnet.count_trainable(model) == parameter_count(name)
 
 
-def copy_torch_weights(torch_model, keras_model) -> None:
-    """Copy the twin's weights into the Keras model, layer by layer in build order."""
+def weight_pairs(torch_model, keras_model) -> list:
+    """(Keras variable, twin tensor) for every weight, layer by layer in build order."""
     blocks = list(torch_model.blocks)
     stem = torch_model.stem
     assignments = [(keras_model.get_layer("stem_conv").kernel, stem[0].weight)]
@@ -54,7 +52,11 @@ def copy_torch_weights(torch_model, keras_model) -> None:
         (dense.kernel, torch_model.classifier.weight.T),
         (dense.bias, torch_model.classifier.bias),
     ]
-    for variable, tensor in assignments:
+    return assignments
+
+
+def copy_torch_weights(torch_model, keras_model) -> None:
+    for variable, tensor in weight_pairs(torch_model, keras_model):
         value = tensor.detach().numpy()
         if value.ndim == 4:  # OIHW -> HWIO
             value = value.transpose(2, 3, 1, 0)
@@ -103,6 +105,36 @@ def test_torch_twin_gives_the_keras_logits(overrides):
     assert np.max(np.abs(got - expected)) < 1e-4
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # the 2015 paper's: He-normal convolutions, a zero classifier bias
+        {"initializer": "torch"},  # the notes' nets: PyTorch's defaults throughout
+        {"stem": "imagenet"},  # torchvision's
+        {"zero_init_residual": True},
+        {"block": "preact_basic", "zero_init_residual": True},
+    ],
+    ids=repr,
+)
+def test_torch_twin_starts_its_weights_as_keras_does(overrides):
+    """Every weight of the twin has the mean and spread of the Keras one it stands for."""
+    torch.manual_seed(0)
+    keras.utils.set_random_seed(0)
+    torch_model = torch_resnet.TorchResNet(get_spec("resnet8", **overrides))
+    keras_model = keras_resnet.build("resnet8", **overrides)
+    for variable, tensor in weight_pairs(torch_model, keras_model):
+        ours, theirs = tensor.detach().numpy(), variable.numpy()
+        # Two samples' spreads and means differ by about 1/sqrt(size) of the spread (at most
+        # 2.7x and 5.6x that over seeds 0-3); PyTorch's and He's convolutions differ by 2-3x in
+        # spread, gamma 1 and 0 or a zero and a drawn bias by all of it.
+        noise = 1 / np.sqrt(ours.size)
+        spread = np.std(theirs)
+        assert np.std(ours) == pytest.approx(spread, rel=4 * noise, abs=1e-6), variable.path
+        assert np.mean(ours) == pytest.approx(np.mean(theirs), abs=8 * spread * noise + 1e-6), (
+            variable.path
+        )
+
+
 def test_unknown_framework_is_refused(capsys):
     with pytest.raises(SystemExit):
         throughput.parse_args(["--frameworks", "keras,tensorflow"])
@@ -126,12 +158,13 @@ PathFinder.find_spec = classmethod(find_spec)
 """
 
 
-def run(script: str, *args: str, site: Path) -> str:
+def run(module: str, *args: str, site: Path) -> str:
+    """``python -m benchmarks.<module>`` from the repository root, with TensorFlow hidden."""
     (site / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *args],
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -146,7 +179,7 @@ def test_throughput_then_input_pipeline_end_to_end(tmp_path):
     """Tiny settings (30-50 s on 2 cores), TensorFlow hidden: every row, the table, the JSON."""
     out = tmp_path / "throughput.json"
     stdout = run(
-        "throughput.py", "--model", "resnet20", "--steps", "2", "--warmup", "1",
+        "throughput", "--model", "resnet20", "--steps", "2", "--warmup", "1",
         "--batch-size", "16", "--eval-batch-size", "32", "--eval-steps", "2", "--json", str(out),
         site=tmp_path,
     )  # fmt: skip
@@ -169,7 +202,7 @@ def test_throughput_then_input_pipeline_end_to_end(tmp_path):
 
     pipeline = tmp_path / "input.json"
     stdout = run(
-        "input_pipeline.py", "--images", "2048", "--repeats", "1",
+        "input_pipeline", "--images", "2048", "--repeats", "1",
         "--against", str(out), "--json", str(pipeline), site=tmp_path,
     )  # fmt: skip
     assert "| input path | images/s | ms/batch | x Keras train rate | target >= 5x |" in stdout
@@ -183,7 +216,7 @@ def test_throughput_then_input_pipeline_end_to_end(tmp_path):
 def test_cpu_convolutions_compares_both_xla_settings_and_torch(tmp_path):
     out = tmp_path / "conv.json"
     stdout = run(
-        "cpu_convolutions.py", "--batch", "2", "--repeats", "1", "--json", str(out), site=tmp_path
+        "cpu_convolutions", "--batch", "2", "--repeats", "1", "--json", str(out), site=tmp_path
     )
     assert "| stage (HxWxC) | op | xla-ynnpack | xla-eigen |" in stdout
     report = json.loads(out.read_text())
@@ -203,7 +236,7 @@ def test_cpu_convolutions_compares_both_xla_settings_and_torch(tmp_path):
 def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(tmp_path):
     out = tmp_path / "recipes.json"
     stdout = run(
-        "recipe_epochs.py", "--model", "resnet8", "--images", "5200", "--eval-images", "256",
+        "recipe_epochs", "--model", "resnet8", "--images", "5200", "--eval-images", "256",
         "--steps", "1", "--warmup", "1", "--json", str(out), site=tmp_path,
     )  # fmt: skip
     assert "| recipe | model, batch, precision | compile s | train img/s |" in stdout
@@ -234,7 +267,7 @@ def test_gpu_session_script_runs_every_step_quickly(tmp_path):
         "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.run(
-        ["bash", str(BENCHMARKS / "gpu_session.sh")],
+        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh")],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
