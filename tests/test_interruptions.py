@@ -120,11 +120,12 @@ def test_a_signal_while_the_first_step_compiles_exits_at_once_without_a_tracebac
         seen.append(line)
         if line.startswith("Epoch 1/"):
             break
+    time.sleep(0.5)  # inside JAX's tracing: an exception raised here used to be printed and lost
     process.send_signal(signum)
     sent = time.time()
     output = "".join(seen) + process.communicate(timeout=120)[0]
-    assert process.returncode == code, output  # not -11 (SIGSEGV), not a hang
-    assert time.time() - sent < 30, output
+    assert process.returncode == code, output  # not -11 (SIGSEGV)
+    assert time.time() - sent < 10, output  # not the rest of the compile, nor a hang
     assert f"Interrupted. 0 finished epoch(s) are saved in {run_dir}." in output
     assert f"Resume with: python train.py --resume {run_dir}" in output
     assert "Traceback" not in output and "Interrupted(" not in output
