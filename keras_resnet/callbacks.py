@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import signal
+import sys
 import threading
 import warnings
+from collections.abc import Callable
 
 import keras
 
@@ -32,35 +35,77 @@ class StopOnSignal(keras.callbacks.Callback):
     logs (a bare ``except``), which is where a step spends most of its wait; so the handler also
     leaves a flag that this callback raises from at the next batch or epoch end. SIGINT is set
     explicitly because a shell starts background jobs with it ignored.
+
+    With ``exit_message`` (a function returning the text), a signal that arrives before the
+    first training step has finished prints that text and ends the process at once with exit
+    code 128 + signal number. That first step is JAX tracing and XLA compiling: an exception
+    raised inside it unwinds through native code, which can crash the process (SIGSEGV) or
+    leave XLA's thread pool to hang the interpreter's exit for minutes. Nothing is lost by
+    ``os._exit`` there: no step of this ``fit`` has finished, and files are written atomically.
+    A compile that holds no Python lock is still interrupted at once: the signal's number is
+    also written to a pipe (``signal.set_wakeup_fd``) that a thread watches. Only for programs
+    that may end on a signal, so a notebook keeps its kernel when left out.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, exit_message: Callable[[], str] | None = None):
         super().__init__()
         self.async_safe = True
         self.signum: int | None = None
+        self.exit_message = exit_message
         self._previous: dict = {}
+        self._stepped = False
+        self._exiting = threading.Lock()
+        self._wakeup: tuple[int, int] | None = None
 
     def _handle(self, signum, frame):
         self.signum = signum
+        if not self._stepped:
+            self._exit(signum)
         raise Interrupted(signum)
+
+    def _exit(self, signum: int) -> None:
+        if self.exit_message is None:
+            return
+        with self._exiting:  # a second caller (handler or watcher) waits here for the exit
+            print(self.exit_message(), flush=True)
+            sys.stderr.flush()
+            os._exit(128 + signum)
+
+    def _watch(self, read_fd: int) -> None:
+        while data := os.read(read_fd, 1):
+            if data[0] in self.SIGNALS and not self._stepped:
+                self._exit(data[0])
+        os.close(read_fd)
 
     def _raise_if_signalled(self):
         if self.signum is not None:
             raise Interrupted(self.signum)
 
     def __enter__(self):
+        self._stepped = False
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            if self.exit_message is not None:
+                read_fd, write_fd = os.pipe()
+                os.set_blocking(write_fd, False)
+                signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+                self._wakeup = (read_fd, write_fd)
+                threading.Thread(target=self._watch, args=(read_fd,), daemon=True).start()
         return self
 
     def __exit__(self, *exc_info):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+        if self._wakeup is not None:
+            signal.set_wakeup_fd(-1)
+            os.close(self._wakeup[1])  # the watching thread reads the end of the pipe and ends
+            self._wakeup = None
 
     def on_train_batch_end(self, batch, logs=None):
+        self._stepped = True
         self._raise_if_signalled()
 
     def on_epoch_end(self, epoch, logs=None):

@@ -184,7 +184,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--log-format", help=f"{_choices(LOG_FORMATS)} (default {d['log_format']})")
     a("--output-dir", help="run folder (default runs/<model>; re-running resumes it)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved settings")
-    a("--overwrite", action="store_true", help="replace a run already in the output folder")
+    a(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run or one of other settings in the output folder (its files "
+        "are removed when training starts); an unfinished run of the same settings continues, "
+        "so the same command can be run again after a crash",
+    )
     a("--devices", type=_positive_int, help="data-parallel over N local devices (default: all)")
     a("--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address")
     a("--num-processes", type=_positive_int, help="multi-host: how many processes")

@@ -107,3 +107,26 @@ def test_ctrl_c_and_sigterm_exit_non_zero_naming_the_resume_command(tmp_path, si
     state = json.loads((run_dir / "state.json").read_text())
     assert state["epochs_done"] >= 1
     assert (run_dir / state["checkpoint"]).is_file()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_first_step_compiles_exits_at_once_without_a_traceback(
+    tmp_path, signum, code
+):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    seen = []
+    for line in process.stdout:  # Keras prints "Epoch 1/3" just before tracing the first step
+        seen.append(line)
+        if line.startswith("Epoch 1/"):
+            break
+    time.sleep(0.5)  # inside JAX's tracing: an exception raised here used to be printed and lost
+    process.send_signal(signum)
+    sent = time.time()
+    output = "".join(seen) + process.communicate(timeout=120)[0]
+    assert process.returncode == code, output  # not -11 (SIGSEGV)
+    assert time.time() - sent < 10, output  # not the rest of the compile, nor a hang
+    assert f"Interrupted. 0 finished epoch(s) are saved in {run_dir}." in output
+    assert f"Resume with: python train.py --resume {run_dir}" in output
+    assert "Traceback" not in output and "Interrupted(" not in output
+    assert not (run_dir / "state.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -60,6 +61,29 @@ def learning_rate(
     if not boundaries:
         return config.lr
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def warn_about_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
+    """Say so when a warm-up or a milestone lies beyond the whole run: it is allowed (a short
+    trial of a long recipe), but the learning rate then never reaches what was asked for."""
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "plateau":
+        return
+    # Steps are counted from 0; the steps schedule changes the rate after its boundary step.
+    last = total - 1 if config.schedule == "steps" else total
+    run = f"the whole run is {total} steps ({config.epochs} epochs of {steps_per_epoch})"
+    if config.warmup_steps and config.warmup_steps >= last:
+        print(
+            f"warning: --warmup-steps {config.warmup_steps} is beyond the end of training: "
+            f"{run}, so the learning rate never reaches --lr {config.lr}.",
+            file=sys.stderr,
+        )
+    late = [m for m in config.lr_milestones if m >= last] if config.schedule == "steps" else []
+    if late:
+        print(
+            f"warning: --lr-milestones {' '.join(map(str, late))} never take effect: {run}.",
+            file=sys.stderr,
+        )
 
 
 def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
@@ -128,16 +152,15 @@ def train(
     environment.require_trainer_backend()
     with process_settings(config.seed, config.precision):
         topology = topology or distributed.setup()
-        return _train(config, overwrite, topology, callbacks, verbose)
+        distributed.check_batch_size(config.batch_size, topology)
+        # Before the run folder is made, so that a refused run leaves no empty folder behind.
+        data = load_data(config)
+        run = RunFolder(config.run_dir, write=topology.is_chief)
+        with run.locked():
+            return _train(config, data, run, overwrite, topology, callbacks, verbose)
 
 
-def _train(config, overwrite, topology, callbacks, verbose) -> Path:
-    distributed.check_batch_size(config.batch_size, topology)
-    # Before the run folder is made, so that a refused run leaves no empty folder behind.
-    data = load_data(config)
-    run = RunFolder(config.run_dir, write=topology.is_chief)
-    if run.write:
-        run.check_writable()
+def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
     state = run.resume_state(config, overwrite)
 
     shard = (topology.process_id, topology.num_processes)
@@ -149,12 +172,13 @@ def _train(config, overwrite, topology, callbacks, verbose) -> Path:
         devices=topology.devices,
         shard=shard,
     )
+    warn_about_schedule(config, len(train_batches))
+    model = build_model(config, len(train_batches))
     if state is None:
-        model = build_model(config, len(train_batches))
         state = ResumeState()
-        run.write_config(config)
+        run.start(config)
     else:
-        model = run.load_checkpoint(state)
+        model = run.load_checkpoint(state, expected=model)
         if config.schedule == "plateau":
             model.optimizer.learning_rate.assign(state.learning_rate)
         print(f"Resuming {run} after epoch {state.epochs_done}.")
@@ -173,7 +197,14 @@ def _train(config, overwrite, topology, callbacks, verbose) -> Path:
             min_lr=config.min_lr,
             verbose=1,
         )
-    stop_on_signal, stop_on_nan = StopOnSignal(), StopOnNaN()
+
+    def interrupted() -> str:
+        return (
+            f"\nInterrupted. {state.epochs_done} finished epoch(s) are saved in {run}. "
+            f"Resume with: python train.py --resume {run}"
+        )
+
+    stop_on_signal, stop_on_nan = StopOnSignal(exit_message=interrupted), StopOnNaN()
     log_tensorboard = config.tensorboard and run.write
     fit_callbacks = [
         SetEpoch(train_batches),
@@ -198,23 +229,19 @@ def _train(config, overwrite, topology, callbacks, verbose) -> Path:
                 verbose=2 if config.log_format == "note" else verbose,
             )
     except KeyboardInterrupt:
-        print(
-            f"\nInterrupted. {state.epochs_done} finished epoch(s) are saved in {run}. "
-            f"Resume with: python train.py --resume {run}"
-        )
+        print(interrupted())
         raise
     state.seconds += time.time() - started
     if stop_on_nan.stopped_at:
         epoch, batch = stop_on_nan.stopped_at
         raise DivergedError(
             f"The loss became NaN or infinite at epoch {epoch}, batch {batch}; training stopped. "
-            f"The last good checkpoint (epoch {state.epochs_done}) and best.keras in "
-            f"{run} are untouched. Try a lower --lr with --overwrite or another --output-dir."
+            f"{run.kept()} Try a lower --lr with --overwrite or another --output-dir."
         )
     metrics = evaluate(
         model, data.test, cifar.CLASS_NAMES, 1000, config.flip_tta, topology.devices, shard
     )
-    run.save_model(model)
+    run.save_model(model, state.epochs_done)
     metrics = {
         "model": config.model,
         **metrics,

@@ -1,0 +1,429 @@
+"""The run folder under faults and tampering: damaged state, failed writes, foreign checkpoints,
+diverged weights, --overwrite, a second trainer, leftovers of killed runs, file modes."""
+
+import errno
+import json
+import os
+import re
+import resource
+import shutil
+import stat
+
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet import cli, models
+from keras_resnet.errors import DivergedError, RunFolderError
+from keras_resnet.trainer.config import TrainConfig
+from keras_resnet.trainer.fit import train, warn_about_schedule
+from keras_resnet.trainer.run_folder import ResumeState, RunFolder
+
+models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
+models.register("tiny_resnet6_wide", block="basic", depths=(1, 1), widths=(16, 32))
+
+
+def tiny_config(tmp_path, **overrides) -> TrainConfig:
+    settings = dict(
+        model="tiny_resnet6",
+        epochs=2,
+        batch_size=64,
+        synthetic=True,
+        train_size=256,
+        output_dir=str(tmp_path / "run"),
+    )
+    return TrainConfig(**{**settings, **overrides})
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Ctrl-C after the given epoch's checkpoint, or (``batch``) inside it."""
+
+    def __init__(self, epoch: int, batch: int | None = None):
+        super().__init__()
+        self.epoch, self.batch = epoch, batch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch and self.batch is None:
+            raise KeyboardInterrupt
+
+
+def state_of(run_dir) -> dict:
+    return json.loads((run_dir / "state.json").read_text())
+
+
+def hidden_files(run_dir) -> list[str]:
+    return sorted(p.name for p in run_dir.rglob(".*") if p.name != ".lock")
+
+
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory):
+    """A 2-epoch run stopped after its first epoch; tests copy it."""
+    config = tiny_config(tmp_path_factory.mktemp("one_epoch"))
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[InterruptAt(0)], verbose=0)
+    keras.utils.clear_session(free_memory=False)
+    return config.run_dir
+
+
+@pytest.fixture
+def stopped(tmp_path, one_epoch) -> TrainConfig:
+    """A fresh copy of ``one_epoch`` and the config that continues it."""
+    shutil.copytree(one_epoch, tmp_path / "run")
+    return tiny_config(tmp_path)
+
+
+# state.json is checked whole.
+def valid_state() -> dict:
+    row = {"epoch": 1, "loss": 2.3, "accuracy": 0.1, "val_loss": 2.2, "val_accuracy": 0.2}
+    return ResumeState(
+        epochs_done=1,
+        checkpoint="checkpoints/epoch-0001.keras",
+        learning_rate=0.1,
+        plateau={"wait": 0, "best": 0.2, "cooldown_counter": 0},
+        history=[{**row, "learning_rate": 0.1}],
+        best=0.2,
+        best_epoch=1,
+        seconds=3.5,
+    ).to_json()
+
+
+@pytest.mark.parametrize(
+    "plateau",
+    [
+        None,
+        {"wait": 2, "best": 0.5, "cooldown_counter": 0},
+        {"best": 0.5, "num_bad_epochs": 1, "cooldown_counter": 0, "last_epoch": 1},
+        {"best": float("-inf"), "num_bad_epochs": 0, "cooldown_counter": 0, "last_epoch": 0},
+    ],
+)
+def test_a_valid_state_with_either_plateau_rule_round_trips(tmp_path, plateau):
+    data = {**valid_state(), "plateau": plateau}
+    data = json.loads(json.dumps(data))
+    assert ResumeState.from_json(data, tmp_path / "state.json").to_json() == data
+
+
+@pytest.mark.parametrize(
+    "field, change, reason",
+    [
+        ("learning_rate", None, "is missing"),
+        ("history", None, "is missing"),
+        ("history", 3, "must be a list of epoch rows, got 3"),
+        ("history", [{"epoch": "one"}], "must be a list of epoch rows"),
+        ("history", [], "has 0 rows for 1 epochs"),
+        ("plateau", "patient", "must be null or an object of numbers, got 'patient'"),
+        ("plateau", {"wait": "2"}, "must be null or an object of numbers"),
+        ("best", "0.9", "must be a number or null, got '0.9'"),
+        ("epochs_done", True, "must be a whole number >= 0, got True"),
+        ("seconds", -1, "must be a number >= 0"),
+        ("finished", "yes", "must be true or false"),
+        ("best_epoch", 7, "is 7, after the last finished epoch"),
+        ("checkpoint", "../../other/model.keras", "must be a file checkpoints/epoch-NNNN.keras"),
+        ("checkpoint", "/etc/passwd", "must be a file checkpoints/epoch-NNNN.keras"),
+        ("checkpoint", "checkpoints/epoch-0003.keras", "is not the checkpoint of epoch 1"),
+        ("extra", 1, "is not part of a run's state"),
+    ],
+)
+def test_a_state_of_the_wrong_shape_names_file_field_and_recovery(tmp_path, field, change, reason):
+    (tmp_path / "checkpoints").mkdir()
+    for epoch in (1, 2):
+        (tmp_path / "checkpoints" / f"epoch-000{epoch}.keras").write_bytes(b"")
+    data = valid_state()
+    if change is None:
+        del data[field]
+    else:
+        data[field] = change
+    path = tmp_path / "state.json"
+    with pytest.raises(RunFolderError) as info:
+        ResumeState.from_json(data, path)
+    message = str(info.value)
+    assert message.startswith(f"{path} is damaged (field {field!r} ")
+    assert reason in message and "\n" not in message
+    assert "Start over with --overwrite, or take the last saved epoch from " in message
+    assert message.endswith(f"{tmp_path / 'checkpoints' / 'epoch-0002.keras'} (model and "
+                            "optimizer; keras_resnet.load_model reads it).")  # fmt: skip
+
+
+def test_a_damaged_state_ends_the_cli_with_one_line_and_exit_1(stopped, capsys):
+    state = state_of(stopped.run_dir)
+    state["plateau"] = "patient"
+    (stopped.run_dir / "state.json").write_text(json.dumps(state))
+    with pytest.raises(SystemExit) as info:
+        cli.train_main(["--resume", str(stopped.run_dir)])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "field 'plateau'" in err, err
+
+
+# The checkpoint a state names is confined to the run's checkpoints/ and must fit config.json.
+def test_a_checkpoint_symlinked_out_of_the_run_is_refused_and_kept(stopped, tmp_path):
+    outside = tmp_path / "other" / "model.keras"
+    outside.parent.mkdir()
+    checkpoint = stopped.run_dir / "checkpoints" / "epoch-0001.keras"
+    shutil.move(checkpoint, outside)
+    checkpoint.symlink_to(outside)
+    with pytest.raises(RunFolderError, match=r"is not a file in .*checkpoints; refusing to use it"):
+        train(stopped, verbose=0)
+    assert outside.is_file()
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(stopped):
+    other = models.build("tiny_resnet6_wide")
+    other.save(stopped.run_dir / "checkpoints" / "epoch-0001.keras")
+    with pytest.raises(
+        RunFolderError,
+        match=r"epoch-0001.keras holds a tiny_resnet6_wide with .* but .*config.json is a "
+        r"tiny_resnet6 run",
+    ):
+        train(stopped, verbose=0)
+
+
+def test_a_tampered_checkpoint_path_never_touches_the_file_it_names(stopped, tmp_path):
+    outside = tmp_path / "other" / "model.keras"
+    outside.parent.mkdir()
+    shutil.copy(stopped.run_dir / "checkpoints" / "epoch-0001.keras", outside)
+    state = state_of(stopped.run_dir)
+    state["checkpoint"] = "../../other/model.keras"
+    (stopped.run_dir / "state.json").write_text(json.dumps(state))
+    with pytest.raises(RunFolderError, match="field 'checkpoint'"):
+        train(stopped, verbose=0)
+    assert outside.is_file()
+
+
+# Failed writes: one line naming the path and the cause; nothing saved is lost; the same
+# command continues once the cause is gone.
+def fail_fsync_of(name: str, code: int):
+    """An ``os.fsync`` that fails with ``code`` for files whose final name is ``name``: the
+    disk filling up while that file is written (its temporary is ``.stem-XXXX.suffix``)."""
+    real_fsync = os.fsync
+    stem, suffix = os.path.splitext(name)
+
+    def fsync(fd):
+        target = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        if target.startswith(f".{stem}-") and target.endswith(suffix):
+            raise OSError(code, os.strerror(code))
+        return real_fsync(fd)
+
+    return fsync
+
+
+@pytest.mark.parametrize(
+    "name, path",
+    [
+        ("epoch-0002.keras", "checkpoints/epoch-0002.keras"),
+        ("state.json", "state.json"),
+        ("history.csv", "history.csv"),
+        ("model.keras", "model.keras"),
+        ("metrics.json", "metrics.json"),
+    ],
+)
+def test_a_full_disk_while_writing_ends_in_one_line_and_the_run_continues_later(
+    stopped, monkeypatch, name, path
+):
+    before = state_of(stopped.run_dir)
+    monkeypatch.setattr(os, "fsync", fail_fsync_of(name, errno.ENOSPC))
+    with pytest.raises(RunFolderError) as info:
+        train(stopped, verbose=0)
+    monkeypatch.undo()
+    assert str(info.value).startswith(
+        f"cannot write {stopped.run_dir / path}: No space left on device. Nothing saved before "
+        "is lost"
+    )
+    assert hidden_files(stopped.run_dir) == []
+    done = state_of(stopped.run_dir)["epochs_done"]
+    assert done == (1 if name in ("epoch-0002.keras", "state.json") else 2)
+    if done == 1:
+        assert state_of(stopped.run_dir) == before
+        assert (stopped.run_dir / before["checkpoint"]).is_file()
+
+    run_dir = train(stopped, verbose=0)
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-0002.keras"]
+
+
+def test_a_file_size_limit_ends_in_one_line_and_the_run_continues_later(stopped):
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))  # smaller than a checkpoint
+    try:
+        with pytest.raises(RunFolderError, match="File too large") as info:
+            train(stopped, verbose=0)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert re.match(r"cannot write \S+\.keras: File too large\.", str(info.value))
+    assert hidden_files(stopped.run_dir) == []
+    assert state_of(stopped.run_dir)["epochs_done"] == 1
+    run_dir = train(stopped, verbose=0)
+    assert state_of(run_dir)["epochs_done"] == 2
+
+
+@pytest.mark.parametrize("name", ["model.keras", "best.keras", "history.csv"])
+def test_a_folder_in_place_of_a_run_file_is_named_and_the_run_continues_later(stopped, name):
+    state = state_of(stopped.run_dir)
+    state["best"] = 0.0  # so that epoch 2 improves on it and writes best.keras
+    (stopped.run_dir / "state.json").write_text(json.dumps(state))
+    blocker = stopped.run_dir / name
+    if blocker.exists():
+        blocker.unlink()
+    blocker.mkdir()
+    with pytest.raises(RunFolderError, match=re.escape(f"{blocker}: a folder is in its place.")):
+        train(stopped, verbose=0)
+    assert hidden_files(stopped.run_dir) == []
+    blocker.rmdir()
+    run_dir = train(stopped, verbose=0)
+    assert (run_dir / name).is_file()
+    assert state_of(run_dir)["finished"]
+
+
+def test_a_file_in_place_of_checkpoints_is_named_and_a_fresh_run_starts_later(tmp_path, capsys):
+    config = tiny_config(tmp_path, epochs=1)
+    config.run_dir.mkdir()
+    (config.run_dir / "checkpoints").write_text("not a folder")
+    with pytest.raises(SystemExit) as info:
+        cli.train_main(
+            ["--model", "tiny_resnet6", "--epochs", "1", "--batch-size", "64", "--synthetic",
+             "--train-size", "256", "--output-dir", str(config.run_dir)]
+        )  # fmt: skip
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{config.run_dir / 'checkpoints'} is a file, not a folder" in err
+    (config.run_dir / "checkpoints").unlink()
+    assert state_of(train(config, verbose=0))["finished"]
+
+
+# Diverged weights are never saved, and a stop says what really exists.
+class PoisonMomentumAtEpochEnd(keras.callbacks.Callback):
+    """Make an optimizer variable infinite on the last batch of ``epoch``: the weights of the
+    checkpoint diverge while the epoch's loss and accuracy stay finite."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.params["steps"] - 1:
+            variable = self.model.optimizer.variables[-1]
+            variable.assign(np.full(variable.shape, np.inf, dtype=variable.dtype))
+
+
+def test_weights_that_diverge_under_a_finite_loss_are_never_saved(tmp_path):
+    config = tiny_config(tmp_path)
+    with pytest.raises(
+        DivergedError,
+        match=r"The weights became NaN or infinite in epoch 2 \(.*\); nothing of that epoch is "
+        r"saved\. The checkpoint of epoch 1 .* are kept\.",
+    ):
+        train(config, callbacks=[PoisonMomentumAtEpochEnd(1)], verbose=0)
+    assert state_of(config.run_dir)["epochs_done"] == 1
+    assert not (config.run_dir / "model.keras").exists()
+    assert [p.name for p in (config.run_dir / "checkpoints").iterdir()] == ["epoch-0001.keras"]
+
+
+def test_a_huge_learning_rate_ends_diverged_with_nothing_saved(tmp_path, capsys):
+    config = tiny_config(tmp_path, lr=1e6)
+    with pytest.raises(DivergedError) as info:
+        train(config, verbose=0)
+    assert str(info.value).endswith(
+        f"No epoch had finished, so no model was saved in {config.run_dir}. Try a lower --lr "
+        "with --overwrite or another --output-dir."
+    )
+    assert sorted(p.name for p in config.run_dir.iterdir()) == [".lock", "config.json"]
+
+
+def test_a_warm_up_or_milestone_beyond_the_run_is_warned_about_naming_the_numbers(capsys):
+    config = TrainConfig(
+        model="resnet8", epochs=2, schedule="steps", warmup_lr=0.01, warmup_steps=10**9,
+        lr_milestones=(3, 50),
+    )  # fmt: skip
+    warn_about_schedule(config, steps_per_epoch=4)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "warning: --warmup-steps 1000000000 is beyond the end of training: the whole run is "
+        "8 steps (2 epochs of 4), so the learning rate never reaches --lr 0.1.",
+        "warning: --lr-milestones 50 never take effect: the whole run is 8 steps (2 epochs of 4).",
+    ]
+    warn_about_schedule(TrainConfig(model="resnet8", schedule="steps", lr_milestones=(3,)), 4)
+    assert capsys.readouterr().err == ""
+
+
+# --overwrite, and running the same command again.
+def test_an_interrupted_overwrite_run_continues_when_the_same_command_runs_again(stopped, capsys):
+    new = tiny_config(stopped.run_dir.parent, lr=0.05)
+    with pytest.raises(KeyboardInterrupt):
+        train(new, overwrite=True, callbacks=[InterruptAt(0)], verbose=0)
+    assert f"Replacing the run in {new.run_dir}." in capsys.readouterr().out
+    assert state_of(new.run_dir)["epochs_done"] == 1
+    train(new, overwrite=True, verbose=0)  # the same command again
+    assert f"Resuming {new.run_dir} after epoch 1." in capsys.readouterr().out
+    assert state_of(new.run_dir)["epochs_done"] == 2
+    assert json.loads((new.run_dir / "config.json").read_text())["lr"] == 0.05
+
+
+def test_an_overwrite_killed_in_its_first_epoch_leaves_nothing_of_the_old_run(stopped, capsys):
+    new = tiny_config(stopped.run_dir.parent, lr=0.05)
+    with pytest.raises(KeyboardInterrupt):
+        train(new, overwrite=True, callbacks=[InterruptAt(0, batch=0)], verbose=0)
+    assert sorted(p.name for p in stopped.run_dir.iterdir()) == [".lock", "config.json"]
+    capsys.readouterr()
+    train(new, verbose=0)  # the same settings, without --overwrite
+    assert "Resuming" not in capsys.readouterr().out
+    assert json.loads((new.run_dir / "config.json").read_text())["lr"] == 0.05
+    assert [row["learning_rate"] for row in state_of(new.run_dir)["history"]] == [
+        pytest.approx(0.05)
+    ] * 2
+
+
+# One trainer per folder.
+def test_a_second_trainer_on_a_locked_folder_gets_one_line_and_exit_1(stopped, capsys):
+    with RunFolder(stopped.run_dir).locked(), pytest.raises(SystemExit) as info:
+        cli.train_main(["--resume", str(stopped.run_dir)])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {stopped.run_dir} is in use by another training run (process {os.getpid()}); "
+        "wait for it to end, or use another --output-dir\n"
+    )
+    assert state_of(stopped.run_dir)["epochs_done"] == 1
+
+
+# What killed runs leave behind is removed on the next start.
+def test_temporary_files_and_orphaned_checkpoints_are_removed_on_the_next_start(stopped):
+    run_dir = stopped.run_dir
+    leftovers = [
+        run_dir / ".model-a1b2.keras",
+        run_dir / ".state-x9.json",
+        run_dir / ".history-q.csv",
+        run_dir / "checkpoints" / ".epoch-0002-zz.keras",
+        run_dir / "checkpoints" / "epoch-0000.keras",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    (run_dir / ".replaced-k3").mkdir()
+    (run_dir / ".replaced-k3" / "state.json").write_text("{}")
+    keep = run_dir / "notes.txt"
+    keep.write_text("mine")
+    train(stopped, verbose=0)
+    assert hidden_files(run_dir) == []
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-0002.keras"]
+    assert keep.read_text() == "mine"
+
+
+def test_run_files_get_the_mode_the_umask_implies(tmp_path):
+    old = os.umask(0o027)
+    try:
+        run_dir = train(tiny_config(tmp_path, epochs=1), verbose=0)
+    finally:
+        os.umask(old)
+    for name in ("config.json", "state.json", "metrics.json", "model.keras", "best.keras",
+                 "history.csv", "curves.png", "checkpoints/epoch-0001.keras"):  # fmt: skip
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o640, name
