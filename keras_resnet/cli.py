@@ -20,6 +20,7 @@ from keras_resnet.errors import ConfigError, KerasResnetError
 from keras_resnet.export import FORMATS as EXPORT_FORMATS
 from keras_resnet.trainer.config import (
     LOG_FORMATS,
+    NORMALIZATIONS,
     NOTES,
     PRECISIONS,
     RECIPES,
@@ -166,15 +167,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
     a("--weight-decay", type=float, help=f"L2 in PyTorch's sense (default {d['weight_decay']})")
     a("--schedule", help=f"{_choices(SCHEDULES)} (default {d['schedule']})")
-    a("--lr-patience", type=_positive_int, help=f"plateau: stalled epochs ({d['lr_patience']})")
+    a("--lr-patience", type=_positive_int, help=f"plateaus: stalled epochs ({d['lr_patience']})")
     a("--lr-factor", type=float, help=f"learning-rate cut (default {d['lr_factor']})")
-    a("--min-lr", type=float, help=f"plateau schedule's floor (default {d['min_lr']})")
+    a("--lr-threshold", type=float, help=f"torch_plateau: relative gain ({d['lr_threshold']})")
+    a("--min-lr", type=float, help=f"plateaus' floor, cosine's end (default {d['min_lr']})")
     a("--lr-milestones", type=_positive_int, nargs="+", metavar="STEP", help="steps' cuts")
     a("--warmup-lr", type=float, help="steps or triangular schedule: warm-up learning rate")
     a("--warmup-steps", type=int, help="steps or triangular schedule: warm-up iterations")
     a("--seed", type=int, help="fixes initial weights, data order, augmentation (default 0)")
     a("--label-smoothing", type=float, help="label smoothing of the loss (default 0)")
     a("--cutout", type=int, help="zero a random square of this many pixels a side (default 0)")
+    a("--padding", type=int, help=f"random crop's padding; 0: flips only ({d['padding']})")
+    a("--normalization", help=f"{_choices(NORMALIZATIONS)} (default {d['normalization']})")
     a("--flip-tta", action=argparse.BooleanOptionalAction, help="average with mirror images")
     a("--data-dir", help="tfds data_dir holding (or to receive) cifar10; default: tfds's own")
     a("--synthetic", action="store_const", const=True, help="generated data: no download")

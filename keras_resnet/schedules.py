@@ -86,3 +86,41 @@ class Triangular(keras.optimizers.schedules.LearningRateSchedule):
             "final_lr": self.final_lr,
             "start_lr": self.start_lr,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class EpochCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """PyTorch's ``CosineAnnealingLR(T_max=epochs, eta_min=min_lr)`` stepped once an epoch.
+
+    kuangliu/pytorch-cifar calls ``scheduler.step()`` after each epoch, so the rate is constant
+    within an epoch: ``min_lr + (initial_lr - min_lr) * (1 + cos(pi * e / epochs)) / 2`` for
+    epoch ``e`` (from 0), which is ``step // steps_per_epoch``. Past ``epochs`` it rises again,
+    as PyTorch's does. Written as a per-step schedule so that it lives in the optimizer and a
+    resumed run continues it.
+    """
+
+    def __init__(self, initial_lr: float, steps_per_epoch: int, epochs: int, min_lr: float = 0.0):
+        for name, value in (("steps_per_epoch", steps_per_epoch), ("epochs", epochs)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.initial_lr = _check_rate("initial_lr", initial_lr, positive=True)
+        self.min_lr = _check_rate("min_lr", min_lr)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.epochs = int(epochs)
+
+    def __call__(self, step):
+        epoch = ops.floor_divide(ops.cast(step, "int32"), self.steps_per_epoch)
+        phase = ops.mod(epoch, 2 * self.epochs)  # the period, reduced exactly in integers
+        # (1 + cos(pi t)) / 2 == sin(pi (1 - t) / 2) ** 2, which float32 keeps accurate near
+        # the end of the run, where 1 + cos(pi t) would cancel.
+        remaining = ops.cast(self.epochs - phase, "float32") / self.epochs
+        weight = ops.square(ops.sin(math.pi / 2 * remaining))
+        return self.min_lr + (self.initial_lr - self.min_lr) * weight
+
+    def get_config(self) -> dict:
+        return {
+            "initial_lr": self.initial_lr,
+            "steps_per_epoch": self.steps_per_epoch,
+            "epochs": self.epochs,
+            "min_lr": self.min_lr,
+        }

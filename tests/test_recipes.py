@@ -1,6 +1,8 @@
 """Recipes resolve to the papers' and the notes' numbers; flags override them."""
 
 import json
+import math
+import re
 
 import keras
 import numpy as np
@@ -8,17 +10,54 @@ import pytest
 
 from keras_resnet import cli
 from keras_resnet.errors import ConfigError
-from keras_resnet.trainer.config import RECIPES, TrainConfig, resolve
-from keras_resnet.trainer.fit import learning_rate, train
+from keras_resnet.models import get_spec
+from keras_resnet.trainer.config import NORMALIZATIONS, RECIPES, TrainConfig, resolve
+from keras_resnet.trainer.data import CifarBatches, synthetic_cifar10
+from keras_resnet.trainer.fit import build_model, learning_rate, train
 
 
 def test_note_recipe_is_the_notes_run():
+    """SPEC.md section 4: ResNet-34, flips only, 0.5/0.5, PyTorch's plateau rule on the loss."""
     config = resolve("note")
-    assert config == TrainConfig(recipe="note")
-    assert (config.model, config.epochs, config.batch_size) == ("resnet18", 50, 128)
+    assert config == TrainConfig(recipe="note") == TrainConfig()
+    assert (config.model, config.epochs, config.batch_size) == ("resnet34", 50, 128)
     assert (config.lr, config.momentum, config.weight_decay) == (0.1, 0.9, 5e-4)
-    assert (config.schedule, config.lr_patience, config.lr_factor) == ("plateau", 6, 0.1)
-    assert config.min_lr == 1e-4 and config.val_size == 0 and not config.nesterov
+    assert (config.schedule, config.lr_patience, config.lr_threshold) == ("torch_plateau", 3, 0.1)
+    assert (config.lr_factor, config.min_lr) == (0.1, 0.0)
+    assert (config.padding, config.cutout, config.normalization) == (0, 0, "half")
+    assert NORMALIZATIONS["half"] == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert config.val_size == 0 and not config.nesterov and config.log_format == "note"
+
+
+def test_note_recipe_keeps_the_last_partial_batch_391_steps():
+    batches = CifarBatches(synthetic_cifar10(train_size=50_000, test_size=1).train, 128, train=True)
+    assert len(batches) == 391 and len(batches[390][1]) == 80
+
+
+def test_note_recipe_model_flips_only_and_normalises_to_minus_one_one():
+    config = resolve("note", model="resnet8")
+    model = build_model(config, steps_per_epoch=1)
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3)).astype("float32")
+    out = np.asarray(model.get_layer("augment")(images, training=True))
+    mirrored = np.all(out == images[:, :, ::-1], axis=(1, 2, 3))
+    unchanged = np.all(out == images, axis=(1, 2, 3))
+    assert np.all(mirrored | unchanged) and 10 < mirrored.sum() < 54  # no crop, a fair flip
+    normalized = np.asarray(model.get_layer("normalize")(np.array([[[[0.0, 127.5, 255.0]]]])))
+    np.testing.assert_allclose(normalized, [[[[-1.0, 0.0, 1.0]]]], atol=1e-6)
+
+
+def test_kuangliu_recipe_is_its_main_py():
+    """SPEC.md section 5: ResNet-18, crop + flip, its mean/std, SGD, cosine over 200 epochs."""
+    config = resolve("kuangliu")
+    assert (config.model, config.epochs, config.batch_size) == ("resnet18", 200, 128)
+    assert (config.lr, config.momentum, config.weight_decay) == (0.1, 0.9, 5e-4)
+    assert (config.padding, config.normalization, config.schedule) == (4, "cifar10", "cosine")
+    assert NORMALIZATIONS["cifar10"] == ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+    assert get_spec(config.model).initializer == "torch" and config.min_lr == 0.0
+    schedule = learning_rate(config, steps_per_epoch=391)
+    # Constant within an epoch; epoch 100 of 200 is half way down the cosine.
+    rates = [float(schedule(step)) for step in (0, 390, 391, 100 * 391, 100 * 391 + 390)]
+    assert rates == pytest.approx([0.1, 0.1, 0.1 * (1 + math.cos(math.pi / 200)) / 2, 0.05, 0.05])
 
 
 def test_paper_recipe_is_section_4_2_with_warm_up_from_resnet110():
@@ -55,7 +94,9 @@ def test_fast_recipe_is_the_tuned_resnet18_run():
 
 
 def test_unknown_recipe_names_the_valid_ones():
-    with pytest.raises(ConfigError, match="recipe must be one of note, paper, fast, got 'fastest'"):
+    with pytest.raises(
+        ConfigError, match="recipe must be one of note, paper, fast, kuangliu, got 'fastest'"
+    ):
         resolve("fastest")
 
 
@@ -66,8 +107,16 @@ def test_paper_schedule_warms_up_then_divides_by_ten_at_32k_and_48k():
     assert rates == pytest.approx([0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
-def test_plateau_schedule_is_a_plain_rate_the_callback_can_change():
+def test_plateau_schedules_are_a_plain_rate_the_callback_can_change():
     assert learning_rate(resolve("note")) == 0.1
+    assert learning_rate(resolve("paper", schedule="plateau", warmup_steps=0)) == 0.1
+
+
+def test_the_keras_plateau_schedule_needs_a_validation_split_not_the_test_set():
+    with pytest.raises(ConfigError, match="plateau follows the validation accuracy") as info:
+        TrainConfig(schedule="plateau")
+    assert info.value.parameter == "schedule"
+    assert TrainConfig(schedule="plateau", val_size=5000).schedule == "plateau"
 
 
 def test_warm_up_needs_the_steps_schedule():
@@ -179,3 +228,37 @@ def test_a_step_schedule_run_resumes_to_the_same_weights(tmp_path):
     assert float(b.optimizer.learning_rate) == pytest.approx(0.01)
     saved = json.loads((resumed / "config.json").read_text())
     assert saved["recipe"] == "paper" and saved["lr_milestones"] == [6]
+
+
+def test_the_kuangliu_recipe_trains_end_to_end_on_its_cosine(tmp_path):
+    config = resolve(
+        "kuangliu",
+        model="resnet8",
+        epochs=2,
+        batch_size=64,
+        synthetic=True,
+        train_size=256,
+        output_dir=str(tmp_path / "kuangliu"),
+    )
+    run = train(config, verbose=0)
+    history = json.loads((run / "state.json").read_text())["history"]
+    # CosineAnnealingLR(T_max=2): 0.1 for epoch 0, (1 + cos(pi / 2)) / 2 * 0.1 for epoch 1.
+    assert [row["learning_rate"] for row in history] == pytest.approx([0.1, 0.05])
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.get_layer("augment").padding == 4
+    assert not (run / "best.keras").exists()  # no validation split, so no model is picked
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(lr_threshold=-0.1), "lr_threshold must be a non-negative number, got -0.1"),
+        (dict(normalization="imagenet"), "normalization must be one of cifar10, half, got"),
+        (dict(padding=-1), "padding must be an integer from 0 to 64 pixels, got -1"),
+        (dict(schedule="cosine", warmup_steps=5), "(cosine has no warm-up)"),
+    ],
+)
+def test_the_new_settings_are_checked_naming_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        TrainConfig(**overrides)
+    assert info.value.parameter == next(k for k in overrides if k != "schedule")

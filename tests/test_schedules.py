@@ -1,4 +1,5 @@
-"""Triangular: warm-up then linear decay, exact at its corners, traceable and saved with a model."""
+"""Triangular: warm-up then linear decay, exact at its corners, traceable and saved with a model.
+EpochCosine: PyTorch's CosineAnnealingLR stepped once an epoch, value for value."""
 
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 from keras_resnet.losses import SmoothedSparseCrossentropy
 from keras_resnet.optimizers import TorchSGD
-from keras_resnet.schedules import Triangular
+from keras_resnet.schedules import EpochCosine, Triangular
 
 
 def lr(schedule, step) -> float:
@@ -140,3 +141,47 @@ def test_saved_model_loads_after_importing_only_the_package(tmp_path):
         "0.2",
     )
     assert float(rate) == np.float32(0.4)  # the peak, at step 2
+
+
+def torch_cosine_rates(initial_lr, t_max, eta_min, epochs) -> list[float]:
+    """The rate of each epoch under torch's CosineAnnealingLR, stepped after every epoch."""
+    torch = pytest.importorskip("torch")
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=initial_lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, t_max, eta_min)
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize(
+    ("initial_lr", "t_max", "eta_min", "epochs"),
+    [(0.1, 200, 0.0, 200), (0.1, 7, 0.0, 30), (0.05, 10, 0.001, 25)],
+)
+def test_epoch_cosine_equals_torchs_cosine_annealing_stepped_each_epoch(
+    initial_lr, t_max, eta_min, epochs
+):
+    expected = torch_cosine_rates(initial_lr, t_max, eta_min, epochs)
+    schedule = EpochCosine(initial_lr, steps_per_epoch=3, epochs=t_max, min_lr=eta_min)
+    steps = np.arange(3 * epochs)
+    got = np.asarray(keras.ops.convert_to_numpy(schedule(steps)), dtype=np.float64)
+    # Constant within an epoch, and torch's value for it (float32 against torch's float64).
+    np.testing.assert_allclose(got, np.repeat(expected, 3), rtol=2e-6, atol=1e-9)
+
+
+def test_epoch_cosine_is_accurate_where_the_rate_is_tiny():
+    """Epoch 199 of 200: 1 + cos(pi t) would cancel in float32; the rate is still 6.17e-6."""
+    rate = lr(EpochCosine(0.1, steps_per_epoch=391, epochs=200), 199 * 391)
+    assert rate == pytest.approx(0.1 * (1 + np.cos(np.pi * 199 / 200)) / 2, rel=1e-6)
+
+
+def test_epoch_cosine_config_round_trip_and_bad_values():
+    schedule = EpochCosine(0.1, steps_per_epoch=391, epochs=200, min_lr=1e-4)
+    again = EpochCosine.from_config(schedule.get_config())
+    assert lr(again, 1234) == lr(schedule, 1234)
+    with pytest.raises(ValueError, match="steps_per_epoch must be a positive integer, got 0"):
+        EpochCosine(0.1, steps_per_epoch=0, epochs=200)
+    with pytest.raises(ValueError, match=r"epochs must be a positive integer, got 2\.5"):
+        EpochCosine(0.1, steps_per_epoch=10, epochs=2.5)

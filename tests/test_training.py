@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 
 import keras
 import numpy as np
@@ -11,7 +12,7 @@ from keras_resnet import cli, models
 from keras_resnet.callbacks import ResumableReduceLROnPlateau
 from keras_resnet.errors import ConfigError, DivergedError, ModelFileError
 from keras_resnet.errors import RunFolderError as RunError
-from keras_resnet.trainer.callbacks import NoteLog
+from keras_resnet.trainer.callbacks import EpochLossSum, NoteLog
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import train
 
@@ -20,7 +21,6 @@ models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 
 RUN_FILES = (
     "model.keras",
-    "best.keras",
     "history.csv",
     "metrics.json",
     "curves.png",
@@ -63,6 +63,7 @@ def test_one_epoch_run_writes_every_file_and_evaluate_reproduces_its_accuracy(tm
 
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
+    assert not (run_dir / "best.keras").exists()  # no validation split: nothing to choose on
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["model"] == "tiny_resnet6" and metrics["epochs"] == 1
     assert len(metrics["confusion_matrix"]) == 10
@@ -87,7 +88,7 @@ def test_one_epoch_run_writes_every_file_and_evaluate_reproduces_its_accuracy(tm
 
 
 def test_evaluating_a_runs_model_in_place_keeps_the_runs_own_metrics(tmp_path):
-    run_dir = train(tiny_config(tmp_path), verbose=0)
+    run_dir = train(tiny_config(tmp_path, val_size=128), verbose=0)
     before = (run_dir / "metrics.json").read_bytes()
     assert cli.main(["evaluate", str(run_dir / "best.keras"), "--synthetic", "--seed", "1"]) == 0
     assert (run_dir / "metrics.json").read_bytes() == before
@@ -186,10 +187,11 @@ def test_train_size_larger_than_the_data_is_refused_naming_both_numbers(tmp_path
     assert not config.run_dir.exists()  # a refused run leaves no empty folder behind
 
 
-def test_validation_split_drives_the_schedule_and_is_named_in_metrics(tmp_path):
+def test_validation_split_picks_best_keras_and_is_named_in_metrics(tmp_path):
     run_dir = train(tiny_config(tmp_path, val_size=128), verbose=0)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert "best_validation_accuracy" in metrics
+    assert metrics["best_epoch"] == 1 and "best_validation_accuracy" in metrics
+    assert (run_dir / "best.keras").is_file()
     assert sum(map(sum, metrics["confusion_matrix"])) == 512  # test set, used once at the end
 
 
@@ -205,7 +207,7 @@ def test_plateau_cuts_the_rate_after_patience_epochs_and_its_state_survives_rest
     for epoch in range(14):
         plateau.on_epoch_end(epoch, {"val_accuracy": 0.5})  # never improves after epoch 0
         rates.append(float(model.optimizer.learning_rate))
-    # Epoch 0 sets the best; the sixth stalled epoch cuts (the notes' gap from 45 to 51).
+    # Epoch 0 sets the best; the sixth stalled epoch cuts (Keras counts patience this way).
     assert rates[:6] == pytest.approx([0.1] * 6)
     assert rates[6:12] == pytest.approx([0.01] * 6)
     assert rates[12] == pytest.approx(0.001)
@@ -218,26 +220,129 @@ def test_plateau_cuts_the_rate_after_patience_epochs_and_its_state_survives_rest
     assert restored.state() == plateau.state()
 
 
-def test_note_log_prints_the_notes_lines(capsys):
-    x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
-    y = (x[:, 0] > 0).astype("int32")
+def dense_model(lr: float = 0.0) -> keras.Model:
+    """A fixed linear classifier; with ``lr=0`` every batch's loss is known in advance."""
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.set_weights([np.array([[1.0, -1.0], [0.5, 0.0], [0.0, 0.5]]), np.zeros(2)])
     model.compile(
-        optimizer="sgd",
+        optimizer=keras.optimizers.SGD(lr),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[NoteLog(4, every=5)])
+    return model
+
+
+def batch_means(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
+    logits = np.asarray(model(x), dtype=np.float64)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    losses = -log_p[np.arange(len(y)), y]
+    return np.array(
+        [chunk.mean() for chunk in np.split(losses, range(batch_size, len(y), batch_size))]
+    )
+
+
+class LossSumSeen(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.loss_sum, self.loss = logs["loss_sum"], logs["loss"]
+
+
+def test_the_epochs_loss_sum_is_pytorchs_sum_of_batch_means_even_with_a_short_last_batch():
+    """38 images in batches of 4: nine full batches and one of 2 whose loss is far larger."""
+    x = np.random.default_rng(0).normal(size=(38, 3)).astype("float32")
+    x[-2:] *= 40  # confidently wrong or right: the last batch's mean is far from the others
+    y = (x[:, 0] > 0).astype("int32")
+    y[-2:] = 1 - y[-2:]
+    model, seen = dense_model(), LossSumSeen()
+    expected = batch_means(model, x, y, 4).sum()
+    callbacks = [EpochLossSum(4, 38), seen]
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
+    assert seen.loss_sum == pytest.approx(expected, rel=1e-6)
+    # Keras's image-weighted mean times the step count would be visibly off.
+    assert abs(seen.loss * 10 - expected) > 0.05 * expected
+
+
+def test_note_log_prints_the_notes_lines_character_for_character(capsys):
+    x = np.random.default_rng(0).normal(size=(42, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = dense_model()
+    means = batch_means(model, x, y, 4)
+    loss_sum = EpochLossSum(4, 42)
+    callbacks = [loss_sum, NoteLog(loss_sum, every=5)]
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Epoch: 0"
-    periodic = [line for line in lines if line.startswith("[")]
-    assert len(periodic) == 2  # 10 batches, a line every 5
-    pattern = r"\[1, (5|10)\] loss: \d+\.\d{6} \| Acc: \d+\.\d{3}% \((\d+)/(\d+)\)"
-    for line, seen in zip(periodic, (20, 40), strict=True):
+    assert [line[:9] for line in lines[1:3]] == ["[1,     5", "[1,    10"]  # '[%d, %5d]'
+    pattern = r"\[1, +(5|10)\] loss: (\d+\.\d{6}) \|  Acc: (\d+\.\d{3})% \((\d+)/(\d+)\)"
+    for line, batches in zip(lines[1:3], (5, 10), strict=True):
         match = re.fullmatch(pattern, line)
         assert match, line
-        assert int(match.group(3)) == seen and int(match.group(2)) <= seen
-    assert re.fullmatch(r"Total loss: \d+\.\d{6}", lines[-1])
+        assert float(match.group(2)) == pytest.approx(means[:batches].sum(), abs=2e-6)
+        correct, seen = int(match.group(4)), int(match.group(5))
+        assert seen == 4 * batches and float(match.group(3)) == pytest.approx(100 * correct / seen)
+    assert re.fullmatch(r"Total loss: \d+\.\d{6}", lines[3]) and len(lines) == 4
+    assert float(lines[3].split()[-1]) == pytest.approx(means.sum(), abs=2e-6)
+
+
+class InterruptAtBatch(keras.callbacks.Callback):
+    def __init__(self, batch: int):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.batch:
+            raise KeyboardInterrupt
+
+
+def test_note_log_lines_come_in_order_and_none_after_an_interrupt(capsys):
+    x = np.random.default_rng(1).normal(size=(400, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = dense_model(lr=0.1)
+    loss_sum = EpochLossSum(4, 400)
+    callbacks = [loss_sum, NoteLog(loss_sum, every=1), InterruptAtBatch(60)]
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=callbacks)
+    print("Interrupted.")
+    time.sleep(0.2)  # any batch callback still on Keras's thread pool has finished by now
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "Interrupted."
+    numbers = [int(re.match(r"\[1, +(\d+)\]", line).group(1)) for line in lines[1:-1]]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) <= 60
+
+
+def test_the_note_recipe_prints_the_notes_log_and_closing_lines(tmp_path, capsys):
+    """``python train.py`` with a tiny net: the note format by default, no Keras epoch lines."""
+    argv = ["--model", "tiny_resnet6", "--synthetic", "--train-size", "256", "--batch-size", "64"]
+    assert cli.train_main([*argv, "--epochs", "1", "--output-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "Epoch: 0" and re.fullmatch(r"Total loss: \d+\.\d{6}", lines[1])
+    assert "Epoch 1/1" not in out
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert lines[1] == f"Total loss: {state['plateau']['best']:.6f}"  # the scheduler's value
+    match = re.fullmatch(r"Accuracy of the network on the 512 test images: (\d+) %", lines[2])
+    assert match and re.fullmatch(r"Exactly (\d+\.\d\d) % \((\d+)/512\)", lines[3])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert int(match.group(1)) == int(100 * metrics["test_accuracy"])
+    per_class = [line for line in lines if re.match(r"Accuracy of +\w+ :", line)]
+    assert len(per_class) == 10 and sum(int(line.split("/")[1][:-1]) for line in per_class) == 512
+
+
+def test_the_torch_plateau_cuts_on_pytorchs_epoch_and_its_count_survives_a_resume(tmp_path, capsys):
+    """threshold 0.99: no epoch after the first improves, so patience 1 cuts after epoch 3.
+    The run stops after epoch 2; only the restored stalled-epoch count makes epoch 3 cut."""
+    config = tiny_config(tmp_path, epochs=3, lr_patience=1, lr_threshold=0.99)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[InterruptAfterEpoch(1)], verbose=0)
+    saved = json.loads((config.run_dir / "state.json").read_text())["plateau"]
+    assert (saved["num_bad_epochs"], saved["last_epoch"]) == (1, 2)
+    capsys.readouterr()
+    train(config, verbose=0)
+    assert (
+        "Epoch     3: reducing learning rate of group 0 to 1.0000e-02." in capsys.readouterr().out
+    )
+    state = json.loads((config.run_dir / "state.json").read_text())
+    assert [row["learning_rate"] for row in state["history"]] == pytest.approx([0.1] * 3)
+    assert state["learning_rate"] == pytest.approx(0.01)
 
 
 def test_cli_refuses_bad_flags_with_a_usage_error(tmp_path, capsys):
@@ -350,7 +455,7 @@ class PoisonWeightsAtEpoch(keras.callbacks.Callback):
 
 
 def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_good_files(tmp_path):
-    config = tiny_config(tmp_path, epochs=3)
+    config = tiny_config(tmp_path, epochs=3, val_size=128)
     with pytest.raises(
         DivergedError,
         match=r"NaN or infinite at epoch 2, batch 1; training stopped\. The checkpoint of epoch 1 "

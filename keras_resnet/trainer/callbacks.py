@@ -1,4 +1,5 @@
-"""The trainer's callbacks: per-epoch data order, validation, the notes' log, checkpoints."""
+"""The trainer's callbacks: per-epoch data order, validation, the epoch's summed loss, the notes'
+log, checkpoints."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 
 import keras
 
-from keras_resnet.callbacks import ResumableReduceLROnPlateau
+from keras_resnet.callbacks import ResumableReduceLROnPlateau, TorchReduceLROnPlateau
 from keras_resnet.trainer.data import CifarBatches, Split
 from keras_resnet.trainer.evaluation import cross_entropy, predict_logits
 from keras_resnet.trainer.run_folder import HISTORY_COLUMNS, ResumeState, RunFolder
@@ -57,53 +58,125 @@ class Validate(keras.callbacks.Callback):
         logs["val_accuracy"] = float((logits.argmax(axis=-1) == self.split.labels).mean())
 
 
-class NoteLog(keras.callbacks.Callback):
-    """The notes' log: ``[epoch, batch] loss: <sum of batch losses> | Acc: x% (correct/seen)``
-    every ``every`` batches, then ``Total loss: ...`` at the end of the epoch.
+def sum_of_batch_means(
+    mean: float, previous_mean: float | None, batches: int, batch_size: int, images: int
+) -> float:
+    """The sum of the first ``batches`` batch-mean losses, from Keras's running means.
 
-    The logs of batch ``b`` hold the running mean over batches ``0..b``, so each line depends on
-    its own batch only, whichever thread prints it."""
+    Keras logs the mean over the images seen (``images`` after ``batches`` batches), weighting
+    each batch by its size; PyTorch's ``train_loss += loss.item()`` adds batch means. With full
+    batches the two differ by the factor ``batches``; a short last batch needs ``previous_mean``
+    (the running mean one batch earlier) to take its own mean out exactly.
+    """
+    if images == batches * batch_size:
+        return mean * batches
+    earlier = (batches - 1) * batch_size
+    last_mean = (mean * images - previous_mean * earlier) / (images - earlier)
+    return previous_mean * (batches - 1) + last_mean
 
-    def __init__(self, batch_size: int, every: int = 100):
+
+class EpochLossSum(keras.callbacks.Callback):
+    """Add ``loss_sum`` to each epoch's logs: the sum of the epoch's batch-mean losses, the
+    value the notes stepped PyTorch's ``ReduceLROnPlateau`` with and printed as "Total loss".
+
+    ``images`` is how many images an epoch trains on, in batches of ``batch_size`` (the last
+    one may be short). Put it before the callbacks that read ``loss_sum``.
+    """
+
+    def __init__(self, batch_size: int, images: int):
         super().__init__()
-        self.async_safe = True
+        self.async_safe = True  # it only records; Keras flushes batch callbacks before epoch end
         self.batch_size = batch_size
+        self.images = images
         self._lock = threading.Lock()
+        self.running: dict[int, tuple[float, float]] = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        with self._lock:
+            self.running = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        record = (float(logs["loss"]), float(logs.get("accuracy", math.nan)))
+        with self._lock:
+            self.running[batch] = record
+
+    def seen(self, batch: int) -> int:
+        """Images trained on by the end of ``batch`` (from 0) of the epoch."""
+        return min((batch + 1) * self.batch_size, self.images)
+
+    def sum_through(self, batch: int) -> float | None:
+        """The summed batch means of batches ``0..batch``, or None while they are not known."""
+        with self._lock:
+            mean = self.running.get(batch, (None,))[0]
+            previous = self.running.get(batch - 1, (None,))[0]
+        seen = self.seen(batch)
+        if mean is None or (previous is None and seen != (batch + 1) * self.batch_size):
+            return None
+        return sum_of_batch_means(mean, previous, batch + 1, self.batch_size, seen)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.running:
+            logs["loss_sum"] = self.sum_through(max(self.running))
+
+
+class NoteLog(keras.callbacks.Callback):
+    """The notes' log, character for character: ``Epoch: N`` as each epoch begins, every
+    ``every`` batches ``[epoch, batch] loss: <summed batch losses> |  Acc: x% (correct/seen)``,
+    then ``Total loss: ...`` when it ends.
+
+    It reads what ``loss_sum`` (an ``EpochLossSum`` earlier in the callback list) recorded,
+    and prints only on the main thread, when a batch begins and when the epoch ends: Keras runs
+    batch-end callbacks on a thread pool, where lines could come out of order, or after an
+    interrupt had been reported.
+    """
+
+    def __init__(self, loss_sum: EpochLossSum, every: int = 100):
+        super().__init__()
+        self.loss_sum = loss_sum
         self.every = every
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
-        self.batches = 0
-        print(f"Epoch: {epoch}")
+        self.next_line = self.every - 1  # the batch (from 0) of the next line
+        print(f"Epoch: {epoch}", flush=True)
 
-    def on_train_batch_end(self, batch, logs=None):
-        batches = batch + 1
-        with self._lock:
-            self.batches = max(self.batches, batches)
-        if batches % self.every == 0:
-            seen = batches * self.batch_size
-            accuracy = float(logs["accuracy"])
+    def on_train_batch_begin(self, batch, logs=None):
+        self._print_ready_lines()
+
+    def _print_ready_lines(self) -> None:
+        while True:
+            batch = self.next_line
+            total = self.loss_sum.sum_through(batch)
+            if total is None:
+                return
+            accuracy = self.loss_sum.running[batch][1]
+            seen = self.loss_sum.seen(batch)
+            # The notes' '[%d, %5d] loss: %.6f |  Acc: %.3f%% (%d/%d)'.
             print(
-                f"[{self.epoch + 1}, {batches}] loss: {float(logs['loss']) * batches:.6f}"
-                f" | Acc: {100 * accuracy:.3f}% ({round(accuracy * seen)}/{seen})"
+                f"[{self.epoch + 1:d}, {batch + 1:5d}] loss: {total:.6f} |  "
+                f"Acc: {100 * accuracy:.3f}% ({round(accuracy * seen):d}/{seen:d})",
+                flush=True,
             )
+            self.next_line += self.every
 
     def on_epoch_end(self, epoch, logs=None):
-        print(f"Total loss: {float(logs['loss']) * self.batches:.6f}")
+        self._print_ready_lines()
+        print(f"Total loss: {logs['loss_sum']:.6f}", flush=True)
 
 
 class Checkpoint(keras.callbacks.Callback):
     """Persist everything a restart needs at the end of every epoch (``RunFolder.save_epoch``).
 
-    ``best.keras`` follows the monitored accuracy and is never written from a non-finite loss.
-    Run it after the learning-rate callback so that its cut is part of the saved state.
+    ``best.keras`` follows ``monitor`` (the validation accuracy; None: no ``best.keras``) and
+    is never written from a non-finite loss. Run it after the learning-rate callback so that
+    its cut is part of the saved state.
     """
 
     def __init__(
         self,
         run: RunFolder,
-        plateau: ResumableReduceLROnPlateau | None,
-        monitor: str,
+        plateau: ResumableReduceLROnPlateau | TorchReduceLROnPlateau | None,
+        monitor: str | None,
         state: ResumeState,
     ):
         super().__init__()
@@ -124,7 +197,7 @@ class Checkpoint(keras.callbacks.Callback):
             return
         state = self.state
         state.history.append(row)
-        score = row.get(self.monitor)
+        score = row.get(self.monitor) if self.monitor else None
         improved = score is not None and (state.best is None or score > state.best)
         if improved:
             state.best, state.best_epoch = score, epoch + 1

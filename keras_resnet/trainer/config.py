@@ -18,23 +18,34 @@ from typing import Any
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.errors import ConfigError
 from keras_resnet.models import get_spec, layer_depth
+from keras_resnet.trainer.data import CIFAR10_MEAN, CIFAR10_STD, PAD
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 LOG_FORMATS = ("keras", "note")
-SCHEDULES = ("plateau", "steps", "triangular")
+# plateau: Keras's ReduceLROnPlateau on the validation accuracy; torch_plateau: PyTorch's rule on
+# the epoch's summed training loss (the notes'); steps and triangular: per-step, fixed in
+# advance; cosine: PyTorch's CosineAnnealingLR over the run, stepped once an epoch.
+SCHEDULES = ("plateau", "torch_plateau", "steps", "triangular", "cosine")
+WARMUP_SCHEDULES = ("steps", "triangular")
+# (mean, std) per channel on the 0-1 scale, by name: kuangliu/pytorch-cifar's CIFAR-10
+# statistics, and the notes' Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)).
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
 # Fields that may change when a run is continued: where things are, how verbose, how long.
 RESUMABLE_CHANGES = frozenset({"epochs", "output_dir", "data_dir", "log_format", "tensorboard"})
 # Iteration counts go to the optimizer as int32.
 MAX_STEPS = 2**31 - 1
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # The notes' run: TrainConfig's defaults (50 epochs, SGD 0.1, momentum 0.9, weight decay
-    # 5e-4 in PyTorch's sense, ReduceLROnPlateau on the monitored accuracy).
+    # The notes' run (SPEC.md section 4): TrainConfig's defaults, the NOTES dict below.
     "note": {},
     # He et al. 2015, section 4.2: batch 128, weight decay 1e-4, lr 0.1 divided by 10 at 32k and
     # 48k iterations, stop at 64k (182 epochs of 352 steps on the 45k/5k split), and a 0.01
     # warm-up for the first 400 iterations of ResNet-110 and deeper.
     "paper": {
+        "model": "resnet18",
         "epochs": 182,
         "batch_size": 128,
         "lr": 0.1,
@@ -45,6 +56,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "val_size": 5000,
         "warmup_lr": 0.01,
         "warmup_steps": 400,
+        "padding": PAD,
+        "normalization": "cifar10",
+        "log_format": "keras",
     },
     # A tuned ResNet-18 recipe (94% in 26 epochs with PyTorch on one A100): batch 512, Nesterov
     # momentum, a triangular learning rate (linear warm-up over 5 epochs of 98 steps, then
@@ -64,6 +78,19 @@ RECIPES: dict[str, dict[str, Any]] = {
         "cutout": 12,
         "precision": "mixed_bfloat16",
         "flip_tta": True,
+        "padding": PAD,
+        "normalization": "cifar10",
+        "log_format": "keras",
+    },
+    # kuangliu/pytorch-cifar's main.py (SPEC.md section 5): ResNet-18, crop + flip, its
+    # mean/std, SGD 0.1/0.9/5e-4, CosineAnnealingLR(T_max=200) stepped once an epoch.
+    "kuangliu": {
+        "model": "resnet18",
+        "epochs": 200,
+        "schedule": "cosine",
+        "padding": PAD,
+        "normalization": "cifar10",
+        "log_format": "keras",
     },
 }
 # The paper warms up only its deepest nets (ResNet-110 and deeper).
@@ -84,27 +111,32 @@ FROM_RECIPE: Any = _FromRecipe()
 class TrainConfig:
     """Every setting of a run. The values after ``#`` are the notes' (SPEC.md section 4).
 
-    The plateau schedule cuts the learning rate 10x once the monitored accuracy (validation if
-    ``val_size``, else the test set) has stalled for ``lr_patience`` epochs, down to ``min_lr``.
+    ``torch_plateau`` is PyTorch's ``ReduceLROnPlateau(threshold=lr_threshold,
+    patience=lr_patience, factor=lr_factor, min_lr=min_lr)`` stepped with the epoch's sum of
+    batch-mean training losses; ``plateau`` is Keras's, on the validation accuracy, and needs
+    ``val_size``. The test set only reports: it never cuts a rate or picks a model.
     """
 
     recipe: str = "note"
-    model: str = FROM_RECIPE  # resnet18
+    model: str = FROM_RECIPE  # resnet34
     epochs: int = FROM_RECIPE  # 50
     batch_size: int = FROM_RECIPE  # 128
     lr: float = FROM_RECIPE  # 0.1
     momentum: float = FROM_RECIPE  # 0.9
     nesterov: bool = FROM_RECIPE  # False
     weight_decay: float = FROM_RECIPE  # 5e-4
-    schedule: str = FROM_RECIPE  # plateau
-    lr_patience: int = FROM_RECIPE  # 6
+    schedule: str = FROM_RECIPE  # torch_plateau
+    lr_patience: int = FROM_RECIPE  # 3
     lr_factor: float = FROM_RECIPE  # 0.1
-    min_lr: float = FROM_RECIPE  # 1e-4
+    lr_threshold: float = FROM_RECIPE  # 0.1
+    min_lr: float = FROM_RECIPE  # 0
     lr_milestones: tuple[int, ...] = FROM_RECIPE  # ()
     warmup_lr: float = FROM_RECIPE  # 0
     warmup_steps: int = FROM_RECIPE  # 0
     label_smoothing: float = FROM_RECIPE  # 0
     cutout: int = FROM_RECIPE  # 0
+    padding: int = FROM_RECIPE  # 0: flips only
+    normalization: str = FROM_RECIPE  # half
     flip_tta: bool = FROM_RECIPE  # False
     seed: int = FROM_RECIPE  # 0
     data_dir: str | None = FROM_RECIPE  # tfds's default
@@ -112,7 +144,7 @@ class TrainConfig:
     train_size: int | None = FROM_RECIPE  # all
     val_size: int = FROM_RECIPE  # 0
     precision: str = FROM_RECIPE  # float32
-    log_format: str = FROM_RECIPE  # keras
+    log_format: str = FROM_RECIPE  # note
     output_dir: str | None = FROM_RECIPE  # runs/<model>
     tensorboard: bool = FROM_RECIPE  # False: no TensorBoard logs
 
@@ -165,24 +197,27 @@ class TrainConfig:
 
 
 NOTES: dict[str, Any] = {
-    "model": "resnet18",
+    "model": "resnet34",  # the printed net; the notes' checkpoint is misnamed res18.ckpt
     "epochs": 50,
     "batch_size": 128,
     "lr": 0.1,
     "momentum": 0.9,
     "nesterov": False,
     "weight_decay": 5e-4,
-    "schedule": "plateau",
-    # Six is the only value that fits the notes' log with Keras's counting: its last two cuts
-    # (epochs 45 and 51) are six epochs apart.
-    "lr_patience": 6,
+    # ReduceLROnPlateau(optimizer, threshold=0.1, patience=3): stepped with the notes' 50
+    # "Total loss" values it cuts after epochs 20, 44 and 50, where their log does.
+    "schedule": "torch_plateau",
+    "lr_patience": 3,
     "lr_factor": 0.1,
-    "min_lr": 1e-4,
+    "lr_threshold": 0.1,
+    "min_lr": 0.0,
     "lr_milestones": (),
     "warmup_lr": 0.0,
     "warmup_steps": 0,
     "label_smoothing": 0.0,
     "cutout": 0,
+    "padding": 0,  # RandomHorizontalFlip() only: no crop
+    "normalization": "half",
     "flip_tta": False,
     "seed": 0,
     "data_dir": None,
@@ -190,7 +225,7 @@ NOTES: dict[str, Any] = {
     "train_size": None,
     "val_size": 0,
     "precision": "float32",
-    "log_format": "keras",
+    "log_format": "note",
     "output_dir": None,
     "tensorboard": False,
 }
@@ -277,9 +312,21 @@ def _check(c: TrainConfig) -> None:
         f"must be positive for a warm-up of the steps schedule, got {c.warmup_lr!r}",
     )
     _require(
-        not (c.warmup_steps and c.schedule == "plateau"),
+        not c.warmup_steps or c.schedule in WARMUP_SCHEDULES,
         "warmup_steps",
-        "needs the steps or triangular schedule (plateau has no warm-up)",
+        f"needs the steps or triangular schedule ({c.schedule} has no warm-up)",
+    )
+    _require(
+        _is_number(c.lr_threshold) and c.lr_threshold >= 0,
+        "lr_threshold",
+        f"must be a non-negative number, got {c.lr_threshold!r}",
+    )
+    # Without a validation split the Keras plateau rule would watch the test set.
+    _require(
+        c.schedule != "plateau" or (_is_int(c.val_size) and c.val_size > 0),
+        "schedule",
+        "plateau follows the validation accuracy and needs a validation split (val_size); "
+        "torch_plateau follows the training loss",
     )
     _require(
         _is_number(c.label_smoothing) and 0 <= c.label_smoothing < 1,
@@ -287,10 +334,15 @@ def _check(c: TrainConfig) -> None:
         f"must be in [0, 1), got {c.label_smoothing!r}",
     )
     try:  # the augmentation layer owns the bounds of its sizes and seed
-        RandomCropFlip(cutout=c.cutout, seed=c.seed)
+        RandomCropFlip(padding=c.padding, cutout=c.cutout, seed=c.seed)
     except ValueError as error:
-        parameter = "seed" if str(error).startswith("seed") else "cutout"
+        parameter = str(error).split(" ", 1)[0]  # "padding must be ...", "seed ...", "cutout ..."
         raise ConfigError.from_value_error(parameter, error) from None
+    _require(
+        c.normalization in NORMALIZATIONS,
+        "normalization",
+        f"must be one of {', '.join(NORMALIZATIONS)}, got {c.normalization!r}",
+    )
     _require(
         c.train_size is None or (_is_int(c.train_size) and c.train_size >= 1),
         "train_size",

@@ -14,16 +14,28 @@ import numpy as np
 
 from keras_resnet import environment
 from keras_resnet.augment import RandomCropFlip
-from keras_resnet.callbacks import ResumableReduceLROnPlateau, StopOnNaN, StopOnSignal
+from keras_resnet.callbacks import (
+    ResumableReduceLROnPlateau,
+    StopOnNaN,
+    StopOnSignal,
+    TorchReduceLROnPlateau,
+)
 from keras_resnet.errors import DivergedError
 from keras_resnet.losses import SmoothedSparseCrossentropy
 from keras_resnet.models import build
 from keras_resnet.optimizers import TorchSGD
-from keras_resnet.schedules import Triangular
+from keras_resnet.schedules import EpochCosine, Triangular
 from keras_resnet.trainer import data as cifar
 from keras_resnet.trainer import distributed, tensorboard
-from keras_resnet.trainer.callbacks import Checkpoint, NoteLog, SetEpoch, Validate, current_lr
-from keras_resnet.trainer.config import TrainConfig
+from keras_resnet.trainer.callbacks import (
+    Checkpoint,
+    EpochLossSum,
+    NoteLog,
+    SetEpoch,
+    Validate,
+    current_lr,
+)
+from keras_resnet.trainer.config import NORMALIZATIONS, TrainConfig
 from keras_resnet.trainer.evaluation import evaluate
 from keras_resnet.trainer.run_folder import ResumeState, RunFolder
 
@@ -40,12 +52,15 @@ def load_data(config: TrainConfig) -> cifar.Cifar10:
 def learning_rate(
     config: TrainConfig, steps_per_epoch: int = 1
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """A number for the plateau schedule (its callback changes it), else a per-step schedule.
+    """A number for the plateau schedules (their callbacks change it), else a per-step
+    schedule.
 
     Step schedules live in the optimizer and count its iterations, so they resume exactly.
     """
-    if config.schedule == "plateau":
+    if config.schedule in ("plateau", "torch_plateau"):
         return config.lr
+    if config.schedule == "cosine":
+        return EpochCosine(config.lr, steps_per_epoch, config.epochs, min_lr=config.min_lr)
     if config.schedule == "triangular":
         return Triangular(
             peak_lr=config.lr,
@@ -91,8 +106,8 @@ def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     inside, PyTorch-style SGD, the (smoothed) cross-entropy."""
     model = build(
         config.model,
-        input_normalization=(cifar.CIFAR10_MEAN, cifar.CIFAR10_STD),
-        augmentation=RandomCropFlip(cifar.PAD, config.cutout, config.seed, name="augment"),
+        input_normalization=NORMALIZATIONS[config.normalization],
+        augmentation=RandomCropFlip(config.padding, config.cutout, config.seed, name="augment"),
     )
     optimizer = TorchSGD(
         learning_rate(config, steps_per_epoch),
@@ -179,15 +194,31 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
         run.start(config)
     else:
         model = run.load_checkpoint(state, expected=model)
-        if config.schedule == "plateau":
+        if config.schedule in ("plateau", "torch_plateau"):
             model.optimizer.learning_rate.assign(state.learning_rate)
         print(f"Resuming {run} after epoch {state.epochs_done}.")
 
+    # Without a validation split the test set is evaluated each epoch for the history and the
+    # curves only: nothing reads its numbers to cut a rate or keep a model.
     eval_split, eval_name = (
         (data.validation, "validation") if data.validation is not None else (data.test, "test")
     )
+    monitor = "val_accuracy" if data.validation is not None else None
+    loss_sum = EpochLossSum(
+        config.batch_size, min(len(data.train), len(train_batches) * config.batch_size)
+    )
     plateau = None
-    if config.schedule == "plateau":
+    if config.schedule == "torch_plateau":
+        plateau = TorchReduceLROnPlateau(
+            monitor="loss_sum",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            threshold=config.lr_threshold,
+            min_lr=config.min_lr,
+            verbose=True,
+            state=state.plateau,
+        )
+    elif config.schedule == "plateau":
         plateau = ResumableReduceLROnPlateau(
             state=state.plateau,
             monitor="val_accuracy",
@@ -210,10 +241,11 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
         SetEpoch(train_batches),
         stop_on_nan,
         Validate(eval_split, topology.devices, config.flip_tta, shard),
-        *([NoteLog(config.batch_size)] if config.log_format == "note" else []),
+        loss_sum,
+        *([NoteLog(loss_sum)] if config.log_format == "note" else []),
         *(tensorboard.callbacks(run.tensorboard_dir, train_batches) if log_tensorboard else []),
         *([plateau] if plateau else []),
-        Checkpoint(run, plateau, "val_accuracy", state),
+        Checkpoint(run, plateau, monitor, state),
         *callbacks,
         stop_on_signal,  # last: a finished epoch is saved before it stops
     ]
@@ -226,7 +258,7 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
                 initial_epoch=state.epochs_done,
                 shuffle=False,  # CifarBatches shuffles from (seed, epoch); Keras's would not resume
                 callbacks=fit_callbacks,
-                verbose=2 if config.log_format == "note" else verbose,
+                verbose=0 if config.log_format == "note" else verbose,  # no "Epoch 1/50"
             )
     except KeyboardInterrupt:
         print(interrupted())
@@ -247,8 +279,11 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
         **metrics,
         "epochs": state.epochs_done,
         "seconds": round(state.seconds, 1),
-        "best_epoch": state.best_epoch,
-        f"best_{eval_name}_accuracy": state.best,
+        **(
+            {"best_epoch": state.best_epoch, "best_validation_accuracy": state.best}
+            if monitor
+            else {}
+        ),
         "final_learning_rate": current_lr(model),
         "flip_tta": config.flip_tta,
         "data": data.source,
@@ -256,8 +291,23 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
     }
     run.finish(state, metrics, cifar.CLASS_NAMES, eval_name)
     if run.write:
+        print_test_report(metrics, len(data.test))
         print(
             f"Test accuracy {100 * metrics['test_accuracy']:.2f}% after {state.epochs_done} "
             f"epochs ({metrics['seconds']:.0f} s). Results in {run}"
         )
     return run.path
+
+
+def print_test_report(metrics: dict, images: int) -> None:
+    """The notes' closing line (``%d`` of the percentage, as they printed it), the exact
+    figure beside it, and the accuracy of every class over all of its test images."""
+    matrix = np.asarray(metrics["confusion_matrix"])
+    correct = int(matrix.trace())
+    percent = 100 * correct / images
+    print(f"Accuracy of the network on the {images} test images: {int(percent):d} %")
+    print(f"Exactly {percent:.2f} % ({correct}/{images})")
+    for name, row, right in zip(metrics["class_names"], matrix, matrix.diagonal(), strict=True):
+        total = int(row.sum())
+        share = 100 * right / total if total else 0.0
+        print(f"Accuracy of {name:>10s} : {share:6.2f} % ({right}/{total})")
