@@ -5,7 +5,7 @@ Run from the repository root (no TensorFlow, no download: the images are generat
     python -m benchmarks.recipe_epochs                       # a GPU: whole epochs
     python -m benchmarks.recipe_epochs --steps 3 --warmup 1  # a CPU: 3 timed steps per recipe
 
-For each recipe (``note``, ``paper``, ``fast``; ``--recipes`` picks) the model is built and
+For each recipe (all of ``RECIPES`` by default; ``--recipes`` picks) the model is built and
 compiled as ``train.py`` does (``keras_resnet.trainer.fit.build_model``: augmentation layer,
 optimizer, loss, precision), fed by ``CifarBatches`` over ``--images`` generated images
 (50,000: CIFAR-10's training set, less the recipe's validation hold-out) with the trainer's
@@ -159,7 +159,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipes", default="note,paper,fast", help="comma-separated")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated")
     parser.add_argument("--model", help="override every recipe's model (e.g. a small test)")
     parser.add_argument("--images", type=positive_int, default=50_000, help="training images")
     parser.add_argument(

@@ -14,6 +14,7 @@ import keras_resnet
 from benchmarks import throughput
 from benchmarks.common import ROOT
 from keras_resnet.models import get_spec, parameter_count
+from keras_resnet.trainer.config import RECIPES
 
 torch = pytest.importorskip("torch")
 from benchmarks import torch_resnet  # noqa: E402  (needs PyTorch)
@@ -242,7 +243,7 @@ def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(tmp_path):
     assert "| recipe | model, batch, precision | compile s | train img/s |" in stdout
     report = json.loads(out.read_text())
     rows = {row["recipe"]: row for row in report["rows"]}
-    assert set(rows) == {"note", "paper", "fast"}
+    assert set(rows) == set(RECIPES)
     assert all("error" not in row for row in rows.values()), rows
     assert (rows["fast"]["batch_size"], rows["fast"]["precision"]) == (512, "mixed_bfloat16")
     assert rows["fast"]["steps_per_epoch"] == -(-5200 // 512)  # one device keeps the short batch

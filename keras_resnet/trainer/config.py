@@ -157,10 +157,15 @@ class TrainConfig:
             object.__setattr__(self, name, preset.get(name, NOTES[name]))
         if isinstance(self.lr_milestones, list):
             object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
-        _check(self)
         deep_enough = WARMUP_FROM_DEPTH.get(self.recipe, 0)
-        if "warmup_steps" in unset and layer_depth(get_spec(self.model)) < deep_enough:
-            object.__setattr__(self, "warmup_steps", 0)
+        if deep_enough and "warmup_steps" in unset:
+            try:
+                shallow = layer_depth(get_spec(self.model)) < deep_enough
+            except ValueError:
+                shallow = False  # an unknown model: _check names it
+            if shallow:
+                object.__setattr__(self, "warmup_steps", 0)
+        _check(self)
 
     @property
     def run_dir(self) -> Path:
