@@ -7,7 +7,7 @@ import pytest
 
 import keras_resnet
 from keras_resnet import cli
-from keras_resnet.trainer.config import RECIPES, SCHEDULES
+from keras_resnet.trainer.config import NOTES, RECIPES, SCHEDULES
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -27,7 +27,7 @@ def test_train_help_lists_every_schedule_and_recipe(capsys):
     with pytest.raises(SystemExit):
         cli.train_main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert f"--schedule SCHEDULE {', '.join(SCHEDULES)} (default plateau)" in help_text
+    assert f"--schedule SCHEDULE {', '.join(SCHEDULES)} (default {NOTES['schedule']})" in help_text
     assert f"preset: {', '.join(RECIPES)} (default note)" in help_text
     for flag in ("--warmup-lr WARMUP_LR", "--warmup-steps WARMUP_STEPS"):
         assert f"{flag} steps or triangular schedule: warm-up" in help_text

@@ -20,7 +20,7 @@ from keras_resnet.trainer.fit import train, warn_about_schedule
 from keras_resnet.trainer.run_folder import ResumeState, RunFolder
 
 models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
-models.register("tiny_resnet6_wide", block="basic", depths=(1, 1), widths=(16, 32))
+models.register("tiny_wide_resnet6", block="basic", depths=(1, 1), widths=(16, 32))
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
@@ -30,6 +30,7 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:
         batch_size=64,
         synthetic=True,
         train_size=256,
+        val_size=64,  # so that best.keras is written too
         output_dir=str(tmp_path / "run"),
     )
     return TrainConfig(**{**settings, **overrides})
@@ -174,11 +175,11 @@ def test_a_checkpoint_symlinked_out_of_the_run_is_refused_and_kept(stopped, tmp_
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(stopped):
-    other = models.build("tiny_resnet6_wide")
+    other = models.build("tiny_wide_resnet6")
     other.save(stopped.run_dir / "checkpoints" / "epoch-0001.keras")
     with pytest.raises(
         RunFolderError,
-        match=r"epoch-0001.keras holds a tiny_resnet6_wide with .* but .*config.json is a "
+        match=r"epoch-0001.keras holds a tiny_wide_resnet6 with .* but .*config.json is a "
         r"tiny_resnet6 run",
     ):
         train(stopped, verbose=0)
