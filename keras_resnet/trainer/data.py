@@ -250,8 +250,12 @@ def _tfds_builder(name: str, data_dir: str | None):
             f"{name!r} is neither a tfds dataset (see tfds.list_builders()) nor {FOLDER}PATH",
         ) from None
     features = builder.info.features
-    image, label = features.get("image"), features.get("label")
-    if not (isinstance(image, tfds.features.Image) and isinstance(label, tfds.features.ClassLabel)):
+    if not (
+        "image" in features
+        and "label" in features
+        and isinstance(features["image"], tfds.features.Image)
+        and isinstance(features["label"], tfds.features.ClassLabel)
+    ):
         raise ConfigError(
             "dataset",
             f"{name!r} has the features {sorted(features)}; training needs an 'image' and a "
@@ -282,7 +286,10 @@ def _tfds_pixels(channels: int, size: tuple[int, int] | None):
     return pixels
 
 
-def _read_tfds_split(name: str, split: str, data_dir: str | None, pixels) -> Split:
+def _read_tfds_split(
+    name: str, split: str, data_dir: str | None, pixels, budget: list[float]
+) -> Split:
+    """One split as arrays; ``budget`` holds the bytes still allowed, and shrinks."""
     import tensorflow_datasets as tfds
 
     dataset = tfds.load(name, split=split, data_dir=data_dir)
@@ -290,6 +297,9 @@ def _read_tfds_split(name: str, split: str, data_dir: str | None, pixels) -> Spl
         dataset = dataset.map(pixels)
     images, labels = [], []
     for batch in tfds.as_numpy(dataset.batch(READ_BATCH)):
+        budget[0] -= batch["image"].nbytes
+        if budget[0] < 0:  # tfds does not always know the split sizes before reading
+            raise MemoryBudgetError(f"{name} ({split} split)")
         images.append(batch["image"])
         labels.append(batch["label"])
     if not images:
@@ -321,12 +331,16 @@ def load_tfds(
     splits = builder.info.splits
     test = next((s for s in ("test", "validation") if s in splits), "test")
     count = sum(splits[s].num_examples for s in ("train", test) if s in splits)
-    _check_budget(f"the {count} images of {name}", count * height * width * 3, max_memory_gb)
+    if count * height * width * 3 > max_memory_gb * GIGABYTE:
+        raise _over_budget(f"the {count} images of {name}", max_memory_gb)
     pixels = _tfds_pixels(shape[-1], size)
+    budget = [max_memory_gb * GIGABYTE]
     try:
         _prepare_check(builder, data_dir)
-        train = _read_tfds_split(name, "train", data_dir, pixels)
-        test_split = _read_tfds_split(name, test, data_dir, pixels)
+        train = _read_tfds_split(name, "train", data_dir, pixels, budget)
+        test_split = _read_tfds_split(name, test, data_dir, pixels, budget)
+    except MemoryBudgetError as error:
+        raise _over_budget(str(error), max_memory_gb) from None
     except DataUnavailableError:
         raise
     except Exception as error:  # tfds raises many types: network, missing files, bad checksums
@@ -343,13 +357,16 @@ def load_tfds(
     return Dataset(train=train, test=test_split, name=name, class_names=names)
 
 
-def _check_budget(what: str, nbytes: int, max_memory_gb: float) -> None:
-    if nbytes > max_memory_gb * GIGABYTE:
-        raise ConfigError(
-            "max_memory_gb",
-            f"is {max_memory_gb:g}, but {what} take {nbytes / GIGABYTE:.1f} GB in memory; "
-            "raise it, or pass a smaller --image-size",
-        )
+class MemoryBudgetError(Exception):
+    """A tfds split outgrew ``max_memory_gb`` while it was read; the message says which."""
+
+
+def _over_budget(what: str, max_memory_gb: float) -> ConfigError:
+    return ConfigError(
+        "max_memory_gb",
+        f"is {max_memory_gb:g} GB, too little to hold {what} in memory as tfds datasets are; "
+        "raise it, or pass a smaller --image-size",
+    )
 
 
 def _list_split(folder: Path, class_names: list[str] | None) -> tuple[list[str], list[int], list]:
