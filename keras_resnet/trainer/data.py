@@ -431,6 +431,7 @@ def load_folder(
 
     Decoded into memory if both splits fit in ``max_memory_gb``, else streamed (FolderImages).
     """
+    _hide_gpus_from_tensorflow()  # Keras lists the files through TensorFlow
     where = f"{FOLDER}{root}"
     folder = Path(root)
     if not folder.is_dir():
