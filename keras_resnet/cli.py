@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,11 +88,13 @@ def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
     from keras_resnet.trainer import evaluation
 
     model = load_model(model_path)
-    if evaluation.class_names(model, str(model_path)) is None:
-        print(f"{model_path} holds no class names: showing class indices")
     ranked_classes = evaluation.classify_files(model, str(model_path), images, top)
     for path, ranked in zip(images, ranked_classes, strict=True):
         print(f"{path}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked))
+    if evaluation.class_names(model, str(model_path)) is None:
+        print(
+            f"note: {model_path} holds no class names, so classes show as indices", file=sys.stderr
+        )
     return 0
 
 

@@ -127,12 +127,18 @@ def check_classifier(model: keras.Model, path: str) -> tuple[int | None, int | N
         shapes = None, None
     image_in = isinstance(shapes[0], tuple) and len(shapes[0]) == 4 and shapes[0][-1] == 3
     scores = isinstance(shapes[1], tuple) and len(shapes[1]) == 2 and shapes[1][1]
-    if not image_in or not scores:
+    # A pooled backbone also outputs (None, channels); a classifier ends in its Dense head.
+    if not image_in or not scores or not isinstance(head_of(model), keras.layers.Dense):
         raise ModelFileError(
             f"model {path!r} maps {shapes[0]} to {shapes[1]}; a classifier maps "
-            "(None, height, width, 3) images to (None, classes) class scores"
+            "(None, height, width, 3) images to (None, classes) class scores with a Dense head"
         )
     return shapes[0][1], shapes[0][2], shapes[1][1]
+
+
+def head_of(model: keras.Model) -> keras.layers.Layer:
+    """The layer that scores the classes: the last one, or the one before ``ClassNames``."""
+    return next(layer for layer in reversed(model.layers) if not isinstance(layer, ClassNames))
 
 
 def class_names(model: keras.Model, path: str) -> tuple[str, ...] | None:
@@ -207,7 +213,6 @@ def classify_files(
     names = class_names(model, path) or tuple(f"class {i}" for i in range(classes))
     batch = np.stack([images.load_image(file, (height, width)) for file in files])
     outputs = np.asarray(model.predict(batch, verbose=0), dtype=np.float64)
-    head = next(layer for layer in reversed(model.layers) if not isinstance(layer, ClassNames))
-    if getattr(head, "activation", None) is not keras.activations.softmax:
+    if getattr(head_of(model), "activation", None) is not keras.activations.softmax:
         outputs = images.softmax(outputs)  # logits; a softmax head's outputs are already these
     return [images.top_k(row, names, k=top) for row in outputs]
