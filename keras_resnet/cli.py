@@ -69,6 +69,8 @@ def evaluate(
 
     if seed < 0:
         raise ConfigError("seed", f"must be 0 or more, got {seed}")
+    if not max_memory_gb > 0:
+        raise ConfigError("max_memory_gb", f"must be a positive number, got {max_memory_gb}")
     model = load_model(model_path)
     metrics = evaluation.evaluate_saved(
         model, str(model_path), data_dir, synthetic, seed, batch_size, dataset, max_memory_gb

@@ -329,6 +329,16 @@ def test_evaluate_refuses_a_dataset_of_other_classes(tmp_path, capsys):
     assert "scores 3 classes ['blue', 'green', 'red']; cifar10 has 10" in err and "\n" not in err
 
 
+def test_evaluate_refuses_a_bad_memory_budget_as_its_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["evaluate", str(tmp_path / "m.keras"), "--max-memory-gb", "0"])
+    assert info.value.code == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: --max-memory-gb must be a positive number, got 0.0"
+    )
+
+
 def test_predict_with_a_model_without_names_shows_indices(tmp_path, capsys):
     model = keras.Model(*_tiny_classifier(5))
     model.save(tmp_path / "plain.keras")
