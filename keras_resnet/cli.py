@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from keras_resnet.errors import ConfigError, KerasResnetError
 from keras_resnet.export import FORMATS as EXPORT_FORMATS
 from keras_resnet.trainer.config import (
     LOG_FORMATS,
-    NORMALIZATIONS,
+    NORMALIZATION_NAMES,
     NOTES,
     PRECISIONS,
     RECIPES,
@@ -58,20 +59,25 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 1000,
     output_dir: Path | None = None,
+    dataset: str | None = None,
+    max_memory_gb: float = 4.0,
 ) -> int:
-    """Test accuracy and per-class accuracy of a saved model; the results go beside it."""
+    """Test accuracy and per-class accuracy of a saved model on ``dataset`` (default: the one
+    it was trained on, saved in it; else CIFAR-10); the results go beside it."""
     from keras_resnet.saving import load_model
     from keras_resnet.trainer import evaluation
 
     if seed < 0:
         raise ConfigError("seed", f"must be 0 or more, got {seed}")
+    if not max_memory_gb > 0:
+        raise ConfigError("max_memory_gb", f"must be a positive number, got {max_memory_gb}")
     model = load_model(model_path)
     metrics = evaluation.evaluate_saved(
-        model, str(model_path), data_dir, synthetic, seed, batch_size
+        model, str(model_path), data_dir, synthetic, seed, batch_size, dataset, max_memory_gb
     )
     metrics_path, figure_path = evaluation.write_report(metrics, model_path, output_dir)
     accuracy, loss = metrics["test_accuracy"], metrics["test_loss"]
-    print(f"test accuracy: {100 * accuracy:.2f}%  test loss: {loss:.4f}")
+    print(f"{metrics['dataset']} test accuracy: {100 * accuracy:.2f}%  test loss: {loss:.4f}")
     for name, accuracy in metrics["per_class_accuracy"].items():
         print(f"  {name:<11} {100 * accuracy:6.2f}%")
     print(f"wrote {metrics_path} and {figure_path}")
@@ -87,6 +93,10 @@ def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
     ranked_classes = evaluation.classify_files(model, str(model_path), images, top)
     for path, ranked in zip(images, ranked_classes, strict=True):
         print(f"{path}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked))
+    if evaluation.class_names(model, str(model_path)) is None:
+        print(
+            f"note: {model_path} holds no class names, so classes show as indices", file=sys.stderr
+        )
     return 0
 
 
@@ -178,9 +188,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--label-smoothing", type=float, help="label smoothing of the loss (default 0)")
     a("--cutout", type=int, help="zero a random square of this many pixels a side (default 0)")
     a("--padding", type=int, help=f"random crop's padding; 0: flips only ({d['padding']})")
-    a("--normalization", help=f"{_choices(NORMALIZATIONS)} (default {d['normalization']})")
+    a(
+        "--normalization",
+        help=f"{_choices(NORMALIZATION_NAMES)}; data: the training images' mean and std "
+        f"(default {d['normalization']}; a recipe's cifar10 becomes data on other datasets)",
+    )
     a("--flip-tta", action=argparse.BooleanOptionalAction, help="average with mirror images")
-    a("--data-dir", help="tfds data_dir holding (or to receive) cifar10; default: tfds's own")
+    a("--dataset", help="a tfds image dataset (cifar100, svhn_cropped, ...) or folder:PATH")
+    a("--image-size", type=_positive_int, nargs="+", metavar="PIXELS", help="resize: H [W]")
+    a("--max-memory-gb", type=float, help="a bigger folder: is streamed (default 4)")
+    a("--data-dir", help="tfds data_dir holding (or to receive) the dataset; default: tfds's")
     a("--synthetic", action="store_const", const=True, help="generated data: no download")
     a("--train-size", type=_positive_int, help="train on the first N training images")
     a("--val-size", type=int, help="hold out N training images for validation (paper: 5000)")
@@ -261,7 +278,9 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate_parser = commands.add_parser("evaluate", help="test accuracy of a saved model")
     a = evaluate_parser.add_argument
     a("model_path", metavar="MODEL.keras", type=Path)
-    a("--data-dir", help="tfds data_dir holding cifar10")
+    a("--dataset", help="tfds name or folder:PATH (default: the model's own, else cifar10)")
+    a("--data-dir", help="tfds data_dir holding the dataset")
+    a("--max-memory-gb", type=float, default=4.0, help="a bigger folder: is streamed")
     a("--synthetic", action="store_true", help="the generated test set")
     a("--seed", type=int, default=0, help="which generated images (the classes stay the same)")
     a("--batch-size", type=_positive_int, default=1000)
@@ -275,6 +294,8 @@ def make_parser() -> argparse.ArgumentParser:
             seed=args.seed,
             batch_size=args.batch_size,
             output_dir=args.output_dir,
+            dataset=args.dataset,
+            max_memory_gb=args.max_memory_gb,
         ),
     )
 

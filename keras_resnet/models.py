@@ -299,6 +299,8 @@ def build(
     augmentation: keras.layers.Layer | None = None,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    dataset: str | None = None,
     **overrides,
 ) -> keras.Model:
     """Build a registered network as a functional ``keras.Model``.
@@ -314,9 +316,14 @@ def build(
     ``FeatureExtractor``: its outputs are a list of the feature maps ``out_indices`` selects,
     numbered as timm numbers them (0 the stem, 1..N the stages; default all), described by its
     ``feature_info``.
+
+    ``class_names`` (one per class) and ``dataset`` travel inside the saved model in a
+    ``ClassNames`` layer after the head, so a ``.keras`` file says what its outputs mean.
     """
     spec = get_spec(name, **overrides)
     _check_num_classes(num_classes)
+    if class_names is not None:
+        _check_class_names(class_names, num_classes, include_top)
     if not isinstance(include_top, bool):
         raise ValueError(f"include_top must be True or False, got {include_top!r}")
     _check_choice("pooling", pooling, POOLINGS)
@@ -373,11 +380,72 @@ def build(
             dtype="float32",
             name="predictions",
         )(x)
+        if class_names is not None:
+            x = ClassNames(class_names, dataset, name="class_names")(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
     return keras.Model(inputs, x, name=name)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class ClassNames(layers.Layer):
+    """Identity on the logits that carries the name of every class and of the dataset.
+
+    A layer, not a Python attribute, because only the layer graph and its configs survive
+    ``keras.saving.load_model``; float32 so mixed precision never casts the logits back down.
+    """
+
+    def __init__(self, class_names: Sequence[str], dataset: str | None = None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.class_names = tuple(class_names)
+        self.dataset = dataset
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return super().get_config() | {
+            "class_names": list(self.class_names),
+            "dataset": self.dataset,
+        }
+
+
+def class_names_of(model: keras.Model) -> tuple[str, ...] | None:
+    """The class names saved in ``model`` by ``build(class_names=...)``, or None."""
+    layer = _class_names_layer(model)
+    return None if layer is None else layer.class_names
+
+
+def dataset_of(model: keras.Model) -> str | None:
+    """The dataset ``model`` was built for (``build(dataset=...)``), or None."""
+    layer = _class_names_layer(model)
+    return None if layer is None else layer.dataset
+
+
+def _class_names_layer(model: keras.Model) -> ClassNames | None:
+    return next((layer for layer in model.layers if isinstance(layer, ClassNames)), None)
+
+
+def _check_class_names(class_names, num_classes: int, include_top: bool) -> None:
+    if not include_top:
+        raise ValueError("class_names needs include_top=True: a backbone has no classes")
+    names = list(class_names) if isinstance(class_names, Sequence) else None
+    if (
+        isinstance(class_names, str)
+        or names is None
+        or not all(isinstance(n, str) for n in names)
+        or len(names) != num_classes
+        or len(set(names)) != len(names)
+    ):
+        raise ValueError(
+            f"class_names must be {num_classes} distinct strings (num_classes), got {class_names!r}"
+        )
 
 
 def _check_num_classes(num_classes) -> None:

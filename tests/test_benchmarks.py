@@ -282,3 +282,23 @@ def test_gpu_session_script_runs_every_step_quickly(tmp_path):
         "mixed_bfloat16"
     )
     assert len(list(out.iterdir())) <= 8  # what the device machine sends back
+
+
+def test_folder_input_times_a_generated_jpeg_folder(tmp_path):
+    """A few dozen tiny JPEGs: every row, the table and the JSON (TensorFlow lists the files)."""
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "folder.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.folder_input", "--images", "40", "--size", "16",
+         "--batch-size", "8", "--repeats", "1", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| input path | images/s | ms/batch |" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "folder_input" and report["images"] == 40
+    assert len(report["input"]) == 3
+    for name, row in report["input"].items():
+        assert row["images_per_s"] > 0, name
+    streamed = next(row for name, row in report["input"].items() if "streamed" in name)
+    assert streamed["images"] == 40 and streamed["ms_per_batch"] > 0

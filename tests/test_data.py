@@ -1,4 +1,5 @@
-"""CIFAR-10 loading (through mocked tfds), synthetic data, subsets and batches."""
+"""CIFAR-10 loading (through mocked tfds), synthetic data, subsets and batches; other datasets
+and image folders are in test_datasets.py."""
 
 import math
 
@@ -11,8 +12,8 @@ from keras_resnet.trainer.data import (
     CIFAR10_STD,
     CLASS_NAMES,
     PAD,
-    Cifar10,
     CifarBatches,
+    Dataset,
     DataUnavailableError,
     Split,
     subset,
@@ -56,7 +57,7 @@ def test_class_names_are_cifar10_order():
     assert PAD == 4
 
 
-# --- load_cifar10 through tfds -------------------------------------------------------------
+# --- load_tfds("cifar10") -------------------------------------------------------------
 
 
 @pytest.fixture
@@ -78,8 +79,8 @@ def offline(monkeypatch):
     monkeypatch.setattr(data.socket, "create_connection", no_network)
 
 
-def check_cifar(loaded: Cifar10, n: int) -> None:
-    assert isinstance(loaded, Cifar10)
+def check_cifar(loaded: Dataset, n: int) -> None:
+    assert isinstance(loaded, Dataset)
     assert loaded.source == "tfds"
     assert loaded.validation is None
     for split in (loaded.train, loaded.test):
@@ -100,7 +101,7 @@ def test_load_cifar10_through_mocked_tfds(tmp_path, online, use_data_dir):
     # files that tfds does not ship for cifar10 (and fails).
     n = 37
     with tfds.testing.mock_data(num_examples=n, policy=tfds.testing.MockPolicy.USE_CODE):
-        loaded = data.load_cifar10(str(tmp_path) if use_data_dir else None)
+        loaded = data.load_tfds("cifar10", str(tmp_path) if use_data_dir else None)
     check_cifar(loaded, n)
 
 
@@ -119,7 +120,7 @@ def test_load_cifar10_failure_names_what_was_tried(tmp_path, monkeypatch, online
     monkeypatch.setattr(tfds, "load", failing_load)
     data_dir = str(tmp_path / "cifar_here")
     with pytest.raises(DataUnavailableError) as info:
-        data.load_cifar10(data_dir)
+        data.load_tfds("cifar10", data_dir)
     message = str(info.value)
     assert calls == [("cifar10", data_dir)]
     assert repr(data_dir) in message
@@ -131,7 +132,7 @@ def test_load_cifar10_failure_names_what_was_tried(tmp_path, monkeypatch, online
 
     # Without a data_dir the message says tfds's default one was tried.
     with pytest.raises(DataUnavailableError, match="default data_dir") as info:
-        data.load_cifar10()
+        data.load_tfds("cifar10")
     assert "--data-dir" in str(info.value) and "--synthetic" in str(info.value)
     assert calls[-1] == ("cifar10", None)
 
@@ -139,14 +140,14 @@ def test_load_cifar10_failure_names_what_was_tried(tmp_path, monkeypatch, online
 def test_load_cifar10_empty_split_is_an_error(tmp_path, monkeypatch, online):
     import tensorflow as tf
 
-    def empty_load(name, split, data_dir, as_supervised, batch_size):
+    def empty_load(name, split, data_dir):
         images = np.zeros((0, 32, 32, 3), np.uint8)
         labels = np.zeros((0,), np.int64)
-        return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
 
     monkeypatch.setattr(tfds, "load", empty_load)
     with pytest.raises(DataUnavailableError, match="'train' split") as info:
-        data.load_cifar10(str(tmp_path))
+        data.load_tfds("cifar10", str(tmp_path))
     assert repr(str(tmp_path)) in str(info.value)
 
 
@@ -157,7 +158,7 @@ def test_offline_fails_in_seconds_before_tfds_writes_anything(tmp_path, monkeypa
     data_dir = tmp_path / "tfds"
     started = time.monotonic()
     with pytest.raises(DataUnavailableError) as info:
-        data.load_cifar10(str(data_dir))
+        data.load_tfds("cifar10", str(data_dir))
     assert time.monotonic() - started < 10
     message = str(info.value)
     # The host comes from tfds's cifar10 builder, and the message is the usual one.
@@ -171,7 +172,7 @@ def test_prepared_data_is_read_without_a_network_check(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
     monkeypatch.setattr(data, "check_reachable", lambda url: pytest.fail("network checked"))
     with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_CODE):
-        loaded = data.load_cifar10(str(tmp_path))
+        loaded = data.load_tfds("cifar10", str(tmp_path))
     check_cifar(loaded, 5)
 
 
@@ -216,14 +217,14 @@ def test_a_data_dir_that_is_not_tfds_s_is_refused_naming_what_is_there(
     (tmp_path / "notes").mkdir()
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(DataUnavailableError) as info:
-        data.load_cifar10(str(tmp_path))
+        data.load_tfds("cifar10", str(tmp_path))
     message = str(info.value)
     assert f"data_dir={str(tmp_path)!r} does not hold a tfds layout" in message
     assert "found holiday.jpg, notes/" in message
     assert sorted(tmp_path.rglob("*")) == before and online == []
 
     with pytest.raises(DataUnavailableError, match="is a file, not a folder"):
-        data.load_cifar10(str(tmp_path / "holiday.jpg"))
+        data.load_tfds("cifar10", str(tmp_path / "holiday.jpg"))
 
 
 def test_a_tfds_data_dir_with_other_datasets_may_receive_cifar10(tmp_path):
@@ -290,10 +291,10 @@ def test_synthetic_classes_are_learnable():
 
 
 @pytest.fixture
-def small_data() -> Cifar10:
+def small_data() -> Dataset:
     train = small_split(50, seed=1)
     test = small_split(20, seed=2)
-    return Cifar10(train=train, test=test, source="synthetic")
+    return Dataset(train=train, test=test, source="synthetic")
 
 
 def test_subset_holds_out_last_images_for_validation(small_data):

@@ -383,7 +383,7 @@ def stubbed_training(monkeypatch, tmp_path):
         raise _Validated
 
     monkeypatch.setattr(data, "synthetic_cifar10", generate)
-    monkeypatch.setattr(data, "load_cifar10", lambda data_dir=None: synthetic)
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: synthetic)
     monkeypatch.setattr(fit, "build_model", stop)
     monkeypatch.chdir(tmp_path)  # the default runs/<model> folder lands here
     (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 junk")

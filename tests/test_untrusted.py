@@ -29,7 +29,8 @@ TINY = {"depths": (1, 1), "widths": (4, 8)}  # a two-stage resnet20: builds and 
 def model_file(tmp_path_factory) -> Path:
     """A small trained-looking model as ``train.py`` saves it: raw 0-255 pixels in."""
     path = tmp_path_factory.mktemp("models") / "tiny.keras"
-    build("resnet20", input_normalization=(CIFAR10_MEAN, CIFAR10_STD), **TINY).save(path)
+    normalization = (CIFAR10_MEAN, CIFAR10_STD)
+    build("resnet20", input_normalization=normalization, class_names=CLASS_NAMES, **TINY).save(path)
     return path
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.errors import ConfigError
-from keras_resnet.models import get_spec, layer_depth
-from keras_resnet.trainer.data import CIFAR10_MEAN, CIFAR10_STD, PAD
+from keras_resnet.models import downsampling, get_spec, layer_depth
+from keras_resnet.trainer.data import CIFAR10_MEAN, CIFAR10_STD, FOLDER, PAD
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 LOG_FORMATS = ("keras", "note")
@@ -33,8 +33,15 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
+# "data": the training split's own per-channel mean and std, measured when the run starts. A
+# recipe's "cifar10" means "the data's statistics" measured on CIFAR-10, so on any other
+# dataset it becomes "data" unless given explicitly; the notes' fixed 0.5/0.5 stays as it is.
+DATA_NORMALIZATION = "data"
+NORMALIZATION_NAMES = (*NORMALIZATIONS, DATA_NORMALIZATION)
 # Fields that may change when a run is continued: where things are, how verbose, how long.
-RESUMABLE_CHANGES = frozenset({"epochs", "output_dir", "data_dir", "log_format", "tensorboard"})
+RESUMABLE_CHANGES = frozenset(
+    {"epochs", "output_dir", "data_dir", "log_format", "tensorboard", "max_memory_gb"}
+)
 # Iteration counts go to the optimizer as int32.
 MAX_STEPS = 2**31 - 1
 
@@ -147,6 +154,9 @@ class TrainConfig:
     log_format: str = FROM_RECIPE  # note
     output_dir: str | None = FROM_RECIPE  # runs/<model>
     tensorboard: bool = FROM_RECIPE  # False: no TensorBoard logs
+    dataset: str = FROM_RECIPE  # cifar10: a tfds name, or folder:PATH
+    image_size: tuple[int, int] | None = FROM_RECIPE  # None: the images' own size
+    max_memory_gb: float = FROM_RECIPE  # 4: a bigger folder is streamed, not held in memory
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, str) or self.recipe not in RECIPES:
@@ -157,6 +167,13 @@ class TrainConfig:
             object.__setattr__(self, name, preset.get(name, NOTES[name]))
         if isinstance(self.lr_milestones, list):
             object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
+        object.__setattr__(self, "image_size", _square(self.image_size))
+        if (
+            "normalization" in unset
+            and self.normalization == "cifar10"
+            and self.dataset != NOTES["dataset"]
+        ):
+            object.__setattr__(self, "normalization", DATA_NORMALIZATION)
         deep_enough = WARMUP_FROM_DEPTH.get(self.recipe, 0)
         if deep_enough and "warmup_steps" in unset:
             try:
@@ -169,13 +186,20 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> Path:
-        """``output_dir``, or ``runs/<model>`` so that re-running a command resumes it."""
+        """``output_dir``, or ``runs/<model>[-<dataset>]`` so that re-running a command resumes
+        it."""
         if self.output_dir:
             return Path(self.output_dir)
-        return Path("runs") / (self.model + ("-synthetic" if self.synthetic else ""))
+        suffix = "-synthetic" if self.synthetic else ""
+        if self.dataset != NOTES["dataset"]:
+            suffix = "-" + Path(self.dataset.removeprefix(FOLDER)).name
+        return Path("runs") / (self.model + suffix)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self) | {"lr_milestones": list(self.lr_milestones)}
+        return dataclasses.asdict(self) | {
+            "lr_milestones": list(self.lr_milestones),
+            "image_size": list(self.image_size) if self.image_size else None,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
@@ -233,12 +257,24 @@ NOTES: dict[str, Any] = {
     "log_format": "note",
     "output_dir": None,
     "tensorboard": False,
+    "dataset": "cifar10",
+    "image_size": None,
+    "max_memory_gb": 4.0,
 }
 
 
 def resolve(recipe: str = "note", **settings) -> TrainConfig:
     """The configuration of ``recipe`` with ``settings`` (explicitly given values) on top."""
     return TrainConfig(recipe=recipe, **settings)
+
+
+def _square(size):
+    """``image_size`` as (height, width): one number means a square; lists become tuples."""
+    if _is_int(size):
+        return (size, size)
+    if isinstance(size, list | tuple):
+        return tuple(size) * 2 if len(size) == 1 else tuple(size)
+    return size
 
 
 def _is_int(value) -> bool:
@@ -344,10 +380,11 @@ def _check(c: TrainConfig) -> None:
         parameter = str(error).split(" ", 1)[0]  # "padding must be ...", "seed ...", "cutout ..."
         raise ConfigError.from_value_error(parameter, error) from None
     _require(
-        c.normalization in NORMALIZATIONS,
+        c.normalization in NORMALIZATION_NAMES,
         "normalization",
-        f"must be one of {', '.join(NORMALIZATIONS)}, got {c.normalization!r}",
+        f"must be one of {', '.join(NORMALIZATION_NAMES)}, got {c.normalization!r}",
     )
+    _check_dataset(c)
     _require(
         c.train_size is None or (_is_int(c.train_size) and c.train_size >= 1),
         "train_size",
@@ -379,4 +416,40 @@ def _check(c: TrainConfig) -> None:
         isinstance(c.tensorboard, bool),
         "tensorboard",
         f"must be True or False, got {c.tensorboard!r}",
+    )
+
+
+def _check_dataset(c: TrainConfig) -> None:
+    _require(
+        isinstance(c.dataset, str) and c.dataset not in ("", FOLDER),
+        "dataset",
+        f"must be a tfds dataset name or {FOLDER}PATH, got {c.dataset!r}",
+    )
+    _require(
+        not c.synthetic or c.dataset == NOTES["dataset"],
+        "synthetic",
+        f"generates CIFAR-10-like data; it cannot stand in for --dataset {c.dataset}",
+    )
+    size = c.image_size
+    smallest = downsampling(get_spec(c.model))
+    _require(
+        size is None
+        or (isinstance(size, tuple) and len(size) == 2 and all(_is_int(s) for s in size)),
+        "image_size",
+        f"must be one size or a height and a width in pixels, got {size!r}",
+    )
+    _require(
+        size is None or min(size) >= smallest,
+        "image_size",
+        f"must be at least {smallest} pixels a side for {c.model}, got {size!r}",
+    )
+    _require(
+        not (size and c.synthetic),
+        "image_size",
+        "does not apply to --synthetic data, which is 32x32",
+    )
+    _require(
+        _is_number(c.max_memory_gb) and c.max_memory_gb > 0,
+        "max_memory_gb",
+        f"must be a positive number, got {c.max_memory_gb!r}",
     )

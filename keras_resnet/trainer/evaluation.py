@@ -11,14 +11,9 @@ import keras
 import numpy as np
 
 from keras_resnet.errors import ModelFileError, RunFolderError
+from keras_resnet.models import ClassNames, class_names_of, dataset_of
 from keras_resnet.trainer import images, io, reports
-from keras_resnet.trainer.data import (
-    CLASS_NAMES,
-    CifarBatches,
-    Split,
-    load_cifar10,
-    synthetic_cifar10,
-)
+from keras_resnet.trainer.data import CifarBatches, Split, load_dataset, synthetic_cifar10
 from keras_resnet.trainer.run_folder import evaluation_paths
 
 
@@ -39,10 +34,8 @@ def predict_logits(
     all the logits back.
     """
 
-    def logits(images: np.ndarray) -> np.ndarray:
-        batches = CifarBatches(
-            Split(images, split.labels), batch_size, devices=devices, shard=shard
-        )
+    def logits(flip: bool) -> np.ndarray:
+        batches = CifarBatches(split, batch_size, devices=devices, shard=shard, flip=flip)
         if shard[1] == 1:
             predicted = model.predict(batches, verbose=0)
         else:
@@ -50,8 +43,8 @@ def predict_logits(
         return np.asarray(predicted, dtype=np.float64)[: len(split)]  # without the padding
 
     if not flip_tta:
-        return logits(split.images)
-    return (logits(split.images) + logits(split.images[:, :, ::-1])) / 2
+        return logits(False)
+    return (logits(False) + logits(True)) / 2
 
 
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -124,20 +117,37 @@ def evaluate(
     return {"test_loss": cross_entropy(logits, split.labels), **metrics}
 
 
-def check_classifier(model: keras.Model, path: str) -> tuple[int | None, int | None]:
-    """The (height, width) of ``model``'s input, if it takes RGB images and scores the classes;
-    anything else would fail later, deep in Keras, without naming the file."""
+def check_classifier(model: keras.Model, path: str) -> tuple[int | None, int | None, int]:
+    """The (height, width) of ``model``'s input and its number of classes, if it takes RGB
+    images and scores classes; anything else would fail later, deep in Keras, without naming
+    the file."""
     try:
         shapes = model.input_shape, model.output_shape
     except AttributeError:  # an unbuilt Sequential has neither
         shapes = None, None
     image_in = isinstance(shapes[0], tuple) and len(shapes[0]) == 4 and shapes[0][-1] == 3
-    if not image_in or shapes[1] != (None, len(CLASS_NAMES)):
+    scores = isinstance(shapes[1], tuple) and len(shapes[1]) == 2 and shapes[1][1]
+    # A pooled backbone also outputs (None, channels); a classifier ends in its Dense head.
+    if not image_in or not scores or not isinstance(head_of(model), keras.layers.Dense):
         raise ModelFileError(
-            f"model {path!r} maps {shapes[0]} to {shapes[1]}; a CIFAR-10 classifier maps "
-            f"(None, height, width, 3) images to (None, {len(CLASS_NAMES)}) class scores"
+            f"model {path!r} maps {shapes[0]} to {shapes[1]}; a classifier maps "
+            "(None, height, width, 3) images to (None, classes) class scores with a Dense head"
         )
-    return shapes[0][1], shapes[0][2]
+    return shapes[0][1], shapes[0][2], shapes[1][1]
+
+
+def head_of(model: keras.Model) -> keras.layers.Layer:
+    """The layer that scores the classes: the last one, or the one before ``ClassNames``."""
+    return next(layer for layer in reversed(model.layers) if not isinstance(layer, ClassNames))
+
+
+def class_names(model: keras.Model, path: str) -> tuple[str, ...] | None:
+    """The names saved in ``model``, checked against its outputs; None if it has none."""
+    names = class_names_of(model)
+    classes = check_classifier(model, path)[2]
+    if names is not None and len(names) != classes:
+        raise ModelFileError(f"model {path!r} scores {classes} classes but names {len(names)}")
+    return names
 
 
 def evaluate_saved(
@@ -147,16 +157,31 @@ def evaluate_saved(
     synthetic: bool,
     seed: int,
     batch_size: int,
+    dataset: str | None = None,
+    max_memory_gb: float = 4.0,
 ) -> dict:
-    """``evaluate``'s metrics of a loaded model on the CIFAR-10 (or generated) test set."""
-    sides = check_classifier(model, path)
-    if any(side not in (None, 32) for side in sides):
-        raise ModelFileError(f"model {path!r} takes {sides} images; CIFAR-10's are 32x32")
-    data = synthetic_cifar10(seed=seed) if synthetic else load_cifar10(data_dir)
+    """``evaluate``'s metrics of a loaded model on the test split of ``dataset`` (by default
+    the one saved in the model, else CIFAR-10), resized to the model's input, or on the
+    generated test set."""
+    height, width, classes = check_classifier(model, path)
+    names = class_names(model, path)
+    dataset = dataset or dataset_of(model) or "cifar10"
+    if synthetic or dataset == "synthetic":
+        data = synthetic_cifar10(seed=seed)
+    else:
+        size = (height, width) if height and width else None
+        data = load_dataset(dataset, data_dir, size, max_memory_gb)
+    if classes != len(data.class_names) or (names and names != data.class_names):
+        raise ModelFileError(
+            f"model {path!r} scores {classes} classes {list(names or [])}; {data.name} has "
+            f"{len(data.class_names)}: {list(data.class_names)}"
+        )
     return {
         "model": model.name,
-        **evaluate(model, data.test, CLASS_NAMES, batch_size),
+        **evaluate(model, data.test, data.class_names, batch_size),
         "data": data.source,
+        "dataset": data.name,
+        "class_names": list(data.class_names),
     }
 
 
@@ -167,7 +192,7 @@ def write_report(metrics: dict, model_path: Path, output_dir: Path | None) -> tu
         io.write_json(metrics_path, metrics)
         reports.plot_confusion_matrix(
             np.asarray(metrics["confusion_matrix"]),
-            CLASS_NAMES,
+            metrics["class_names"],
             figure_path,
             synthetic=metrics["data"] == "synthetic",
         )
@@ -181,11 +206,13 @@ def write_report(metrics: dict, model_path: Path, output_dir: Path | None) -> tu
 def classify_files(
     model: keras.Model, path: str, files: Sequence[Path], top: int
 ) -> list[list[tuple[str, float]]]:
-    """The ``top`` likeliest (class, probability) pairs of each image file."""
-    height, width = (side or 32 for side in check_classifier(model, path))
+    """The ``top`` likeliest (class, probability) pairs of each image file; a model without
+    saved class names gets "class <index>" instead."""
+    height, width, classes = check_classifier(model, path)
+    height, width = height or 32, width or 32
+    names = class_names(model, path) or tuple(f"class {i}" for i in range(classes))
     batch = np.stack([images.load_image(file, (height, width)) for file in files])
     outputs = np.asarray(model.predict(batch, verbose=0), dtype=np.float64)
-    head = model.layers[-1]
-    if getattr(head, "activation", None) is not keras.activations.softmax:
+    if getattr(head_of(model), "activation", None) is not keras.activations.softmax:
         outputs = images.softmax(outputs)  # logits; a softmax head's outputs are already these
-    return [images.top_k(row, CLASS_NAMES, k=top) for row in outputs]
+    return [images.top_k(row, names, k=top) for row in outputs]

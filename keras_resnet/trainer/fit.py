@@ -20,9 +20,9 @@ from keras_resnet.callbacks import (
     StopOnSignal,
     TorchReduceLROnPlateau,
 )
-from keras_resnet.errors import DivergedError
+from keras_resnet.errors import ConfigError, DivergedError
 from keras_resnet.losses import SmoothedSparseCrossentropy
-from keras_resnet.models import build
+from keras_resnet.models import build, downsampling, get_spec
 from keras_resnet.optimizers import TorchSGD
 from keras_resnet.schedules import EpochCosine, Triangular
 from keras_resnet.trainer import data as cifar
@@ -35,17 +35,24 @@ from keras_resnet.trainer.callbacks import (
     Validate,
     current_lr,
 )
-from keras_resnet.trainer.config import NORMALIZATIONS, TrainConfig
+from keras_resnet.trainer.config import DATA_NORMALIZATION, NORMALIZATIONS, TrainConfig
 from keras_resnet.trainer.evaluation import evaluate
 from keras_resnet.trainer.run_folder import ResumeState, RunFolder
 
 
-def load_data(config: TrainConfig) -> cifar.Cifar10:
+def load_data(config: TrainConfig) -> cifar.Dataset:
     source = (
         cifar.synthetic_cifar10(seed=config.seed)
         if config.synthetic
-        else cifar.load_cifar10(config.data_dir)
+        else cifar.load_dataset(
+            config.dataset, config.data_dir, config.image_size, config.max_memory_gb
+        )
     )
+    if source.source == "folder (streamed)":
+        print(
+            f"{config.dataset} is over --max-memory-gb {config.max_memory_gb:g}: its images are "
+            "decoded batch by batch as training reads them."
+        )
     return cifar.subset(source, config.train_size, config.val_size)
 
 
@@ -101,13 +108,37 @@ def warn_about_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
         )
 
 
-def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+def build_model(
+    config: TrainConfig, steps_per_epoch: int, data: cifar.Dataset | None = None
+) -> keras.Model:
     """The compiled model a run of ``config`` starts from: augmentation and normalisation
-    inside, PyTorch-style SGD, the (smoothed) cross-entropy."""
+    inside, PyTorch-style SGD, the (smoothed) cross-entropy.
+
+    With ``data`` the model takes its image size and classes, and keeps their names and the
+    dataset's; without it, CIFAR-10's shape and ten unnamed classes.
+    """
+    shape = data.image_shape if data else (32, 32, 3)
+    smallest = downsampling(get_spec(config.model))
+    if min(shape[:2]) < smallest:
+        raise ConfigError(
+            "image_size",
+            f"must be at least {smallest} pixels a side for {config.model}; the images of "
+            f"{config.dataset} are {shape[0]}x{shape[1]}: pass a larger one",
+        )
+    if config.normalization == DATA_NORMALIZATION:
+        if data is None:
+            raise ValueError('normalization="data" needs the data to measure')
+        normalization = data.statistics()
+    else:
+        normalization = NORMALIZATIONS[config.normalization]
     model = build(
         config.model,
-        input_normalization=NORMALIZATIONS[config.normalization],
+        num_classes=len(data.class_names) if data else 10,
+        input_shape=shape,
+        input_normalization=normalization,
         augmentation=RandomCropFlip(config.padding, config.cutout, config.seed, name="augment"),
+        class_names=data.class_names if data else None,
+        dataset=(data.source if data.source == "synthetic" else data.name) if data else None,
     )
     optimizer = TorchSGD(
         learning_rate(config, steps_per_epoch),
@@ -188,7 +219,7 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
         shard=shard,
     )
     warn_about_schedule(config, len(train_batches))
-    model = build_model(config, len(train_batches))
+    model = build_model(config, len(train_batches), data)
     if state is None:
         state = ResumeState()
         run.start(config)
@@ -271,7 +302,7 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
             f"{run.kept()} Try a lower --lr with --overwrite or another --output-dir."
         )
     metrics = evaluate(
-        model, data.test, cifar.CLASS_NAMES, 1000, config.flip_tta, topology.devices, shard
+        model, data.test, data.class_names, 1000, config.flip_tta, topology.devices, shard
     )
     run.save_model(model, state.epochs_done)
     metrics = {
@@ -287,9 +318,10 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
         "final_learning_rate": current_lr(model),
         "flip_tta": config.flip_tta,
         "data": data.source,
-        "class_names": list(cifar.CLASS_NAMES),
+        "dataset": data.name,
+        "class_names": list(data.class_names),
     }
-    run.finish(state, metrics, cifar.CLASS_NAMES, eval_name)
+    run.finish(state, metrics, data.class_names, eval_name)
     if run.write:
         print_test_report(metrics, len(data.test))
         print(

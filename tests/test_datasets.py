@@ -1,0 +1,394 @@
+"""Datasets other than CIFAR-10: tfds names (mocked), image folders, streaming, the class names
+a model keeps, and ``predict``/``evaluate`` on them. Everything is generated here, offline."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_resnet import cli, models
+from keras_resnet.errors import ConfigError, DataUnavailableError
+from keras_resnet.saving import load_model
+from keras_resnet.trainer import data
+from keras_resnet.trainer.config import TrainConfig
+from keras_resnet.trainer.data import CifarBatches, FolderImages, Split
+from keras_resnet.trainer.fit import build_model, train
+from keras_resnet.trainer.images import ImageError
+
+tfds = pytest.importorskip("tensorflow_datasets")
+models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
+
+COLOURS = ("blue", "green", "red")
+
+
+def write_folder(root, sizes=((20, 24),), per_class=(6, 3), test="test", modes=("RGB",)):
+    """root/{train,test}/<colour>/*: each class a noisy primary colour; files cycle through
+    ``sizes`` (height, width) and PIL ``modes``; greyscale and RGBA ones as PNG."""
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", test), per_class, strict=True):
+        for c, colour in enumerate(COLOURS):
+            folder = root / split / colour
+            folder.mkdir(parents=True)
+            for i in range(n):
+                height, width = sizes[i % len(sizes)]
+                pixels = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+                pixels[..., 2 - c] += 180  # blue, green, red: sorted names, channels 2, 1, 0
+                mode = modes[i % len(modes)]
+                suffix = "jpg" if mode == "RGB" and i % 2 else "png"
+                Image.fromarray(pixels).convert(mode).save(folder / f"{i}.{suffix}")
+    return root
+
+
+@pytest.fixture
+def online(monkeypatch):
+    monkeypatch.setattr(data, "check_reachable", lambda url: None)
+
+
+def mocked(n=6):
+    return tfds.testing.mock_data(num_examples=n, policy=tfds.testing.MockPolicy.USE_CODE)
+
+
+# --- tfds datasets ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "classes"), [("cifar10", 10), ("cifar100", 100), ("svhn_cropped", 10)]
+)
+def test_tfds_datasets_bring_their_classes_and_image_size(tmp_path, online, name, classes):
+    # Mocked data has no metadata files, so tfds names the classes "0", "1", ...; a prepared
+    # dataset's names (airplane, ...) come from the same ClassLabel feature.
+    with mocked(7):
+        loaded = data.load_dataset(name, str(tmp_path))
+    assert loaded.name == name and loaded.source == "tfds"
+    assert len(set(loaded.class_names)) == classes
+    assert loaded.image_shape == (32, 32, 3)
+    for split in (loaded.train, loaded.test):
+        assert split.images.shape == (7, 32, 32, 3) and split.images.dtype == np.uint8
+        assert split.labels.dtype == np.int32 and split.labels.max() < classes
+
+
+def test_tfds_images_are_resized_and_greyscale_becomes_rgb(tmp_path, online):
+    with mocked(5):
+        cifar = data.load_dataset("cifar10", str(tmp_path), image_size=(40, 36))
+        mnist = data.load_dataset("mnist", str(tmp_path))
+    assert cifar.train.images.shape == (5, 40, 36, 3) and cifar.image_shape == (40, 36, 3)
+    assert mnist.image_shape == (28, 28, 3)
+    images = mnist.train.images
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])  # grey: equal channels
+
+
+def test_unknown_or_unsuitable_tfds_names_are_one_config_error():
+    with pytest.raises(ConfigError, match=r"'cifar11' is neither a tfds dataset") as info:
+        data.load_dataset("cifar11")
+    assert info.value.parameter == "dataset"
+    with pytest.raises(ConfigError, match=r"'imdb_reviews' has the features .*'text'"):
+        data.load_dataset("imdb_reviews")
+
+
+def test_tfds_datasets_are_refused_over_the_memory_budget(tmp_path, online):
+    with mocked(20), pytest.raises(ConfigError) as info:
+        data.load_dataset("cifar10", str(tmp_path), max_memory_gb=1e-5)
+    assert info.value.parameter == "max_memory_gb"
+    assert info.value.reason.startswith("is 1e-05 GB, too little to hold cifar10 (train split)")
+
+
+def test_offline_another_dataset_fails_fast_naming_its_host(tmp_path, monkeypatch):
+    import socket
+
+    def no_network(address, timeout=None):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(data.socket, "create_connection", no_network)
+    monkeypatch.setattr(tfds, "load", lambda *args, **kwargs: pytest.fail("tfds.load was called"))
+    with pytest.raises(DataUnavailableError) as info:
+        data.load_dataset("svhn_cropped", str(tmp_path / "tfds"))
+    message = str(info.value)
+    assert message.startswith("Could not load svhn_cropped") and "cannot reach" in message
+    assert "ufldl.stanford.edu" in message and "--data-dir" in message
+    assert not (tmp_path / "tfds").exists()
+
+
+# --- image folders ------------------------------------------------------------------------
+
+
+def test_a_folder_gives_sorted_classes_rgb_images_and_labels(tmp_path):
+    root = write_folder(tmp_path / "shapes", modes=("RGB", "L", "RGBA"), test="val")
+    loaded = data.load_dataset(f"folder:{root}")
+    assert loaded.class_names == COLOURS
+    assert loaded.name == f"folder:{root.resolve()}" and loaded.source == "folder"
+    assert loaded.train.images.shape == (18, 20, 24, 3) and isinstance(
+        loaded.train.images, np.ndarray
+    )
+    assert len(loaded.test) == 9
+    np.testing.assert_array_equal(np.bincount(loaded.train.labels), [6, 6, 6])
+    # Each class's colour channel is the brightest, greyscale and RGBA files included.
+    for images, labels in ((loaded.train.images, loaded.train.labels),):
+        colour_rgb = [images[labels == c][..., 2 - c].mean() for c in range(3)]
+        other = [images[labels == c][..., c - 2 if c != 2 else 1].mean() for c in range(3)]
+        assert min(colour_rgb) > max(other)
+
+
+def test_image_size_resizes_mixed_sizes(tmp_path):
+    root = write_folder(tmp_path / "mixed", sizes=((20, 24), (33, 17)))
+    loaded = data.load_dataset(f"folder:{root}", image_size=(16, 16))
+    assert loaded.image_shape == (16, 16, 3)
+
+
+def test_mixed_sizes_without_image_size_are_refused_naming_them(tmp_path):
+    root = write_folder(tmp_path / "mixed", sizes=((20, 24), (20, 24), (33, 17)))
+    with pytest.raises(ConfigError) as info:
+        data.load_dataset(f"folder:{root}")
+    assert info.value.parameter == "image_size"
+    reason = info.value.reason
+    assert "20x24 (18, e.g. " in reason and "33x17 (9, e.g. " in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda root: None, "no such folder"),
+        (lambda root: (root / "train").mkdir(parents=True), r"must hold train/ and test/ .*train"),
+        (
+            lambda root: [
+                (root / s / c).mkdir(parents=True) for s in ("train", "test") for c in "ab"
+            ],
+            r"train holds no images in class folders",
+        ),
+    ],
+    ids=["missing", "no_test", "empty"],
+)
+def test_unusable_folders_are_one_clear_line(tmp_path, make, match):
+    root = tmp_path / "mine"
+    make(root)
+    with pytest.raises(DataUnavailableError, match=match) as info:
+        data.load_dataset(f"folder:{root}")
+    assert "\n" not in str(info.value)
+
+
+def test_one_class_and_unequal_class_folders_are_refused(tmp_path):
+    root = write_folder(tmp_path / "shapes")
+    for colour in ("green", "red"):
+        for file in (root / "train" / colour).iterdir():
+            file.unlink()
+        (root / "train" / colour).rmdir()
+    with pytest.raises(DataUnavailableError, match=r"holds 1 class folder\(s\) \['blue'\]"):
+        data.load_dataset(f"folder:{root}")
+    (root / "train" / "green").mkdir()
+    Image.new("RGB", (24, 20)).save(root / "train" / "green" / "0.png")
+    with pytest.raises(DataUnavailableError, match=r"test holds the class folders .*'red'"):
+        data.load_dataset(f"folder:{root}")
+
+
+def truncated_jpeg(path):
+    """A JPEG whose header reads but whose data stops halfway, as after a failed copy."""
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_corrupt_jpeg_is_refused_naming_the_file(tmp_path):
+    root = write_folder(tmp_path / "shapes")
+    broken = root / "train" / "red" / "1.jpg"
+    truncated_jpeg(broken)
+    where = f"folder:{root}"
+    with pytest.raises(ImageError, match=r"1\.jpg: could not be decoded") as info:
+        data.load_dataset(where, image_size=(20, 24))
+    assert str(broken) in str(info.value) and "\n" not in str(info.value)
+    # Streamed, the file is named when its batch is read.
+    streamed = data.load_dataset(where, image_size=(20, 24), max_memory_gb=1e-9)
+    with pytest.raises(ImageError, match=r"1\.jpg: could not be decoded"):
+        streamed.train.images[np.arange(len(streamed.train))]
+    broken.write_bytes(b"\xff\xd8 not really")  # not even a header
+    with pytest.raises(ImageError, match=r"1\.jpg: not an image file PIL can read"):
+        data.load_dataset(where)
+
+
+def test_a_big_folder_streams_the_same_batches(tmp_path):
+    root = write_folder(tmp_path / "shapes", modes=("RGB", "L"))
+    held = data.load_dataset(f"folder:{root}")
+    streamed = data.load_dataset(f"folder:{root}", max_memory_gb=1e-9)
+    assert streamed.source == "folder (streamed)"
+    assert isinstance(streamed.train.images, FolderImages)
+    assert streamed.train.images.shape == held.train.images.shape
+    assert isinstance(streamed.train.images[2:5], FolderImages)  # a slice decodes nothing
+    subset = data.subset(streamed, train_size=10, val_size=4)
+    assert isinstance(subset.validation.images, FolderImages) and len(subset.train) == 10
+    for split in ("train", "test"):
+        a = CifarBatches(getattr(held, split), 4, train=True, seed=3)
+        b = CifarBatches(getattr(streamed, split), 4, train=True, seed=3)
+        a.set_epoch(2), b.set_epoch(2)
+        for i in range(len(a)):
+            for x, y in zip(a[i], b[i], strict=True):
+                np.testing.assert_array_equal(x, y)
+    assert held.statistics() == streamed.statistics()
+
+
+def test_statistics_are_the_training_images_channel_mean_and_std():
+    images = np.zeros((4, 2, 2, 3), np.uint8)
+    images[..., 0] = 255
+    images[:2, ..., 1] = 255
+    stats = data.Dataset(Split(images, np.zeros(4, np.int32)), None).statistics()
+    np.testing.assert_allclose(stats[0], (1.0, 0.5, 0.0))
+    np.testing.assert_allclose(stats[1], (1e-3, 0.5, 1e-3))  # constant channels: no 0 std
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def test_normalisation_follows_the_recipe_and_the_data():
+    assert TrainConfig(dataset="cifar100").normalization == "half"  # the notes fix 0.5/0.5
+    assert TrainConfig(recipe="kuangliu").normalization == "cifar10"
+    assert TrainConfig(recipe="kuangliu", dataset="cifar100").normalization == "data"
+    explicit = TrainConfig(recipe="kuangliu", dataset="svhn_cropped", normalization="cifar10")
+    assert explicit.normalization == "cifar10"
+    assert TrainConfig(normalization="data").normalization == "data"
+
+
+def test_dataset_settings_are_checked_and_recorded(tmp_path):
+    config = TrainConfig(dataset="folder:data/shapes", image_size=[64], max_memory_gb=0.5)
+    assert config.image_size == (64, 64)
+    assert str(config.run_dir) == "runs/resnet34-shapes"
+    assert TrainConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    assert str(TrainConfig(dataset="cifar100").run_dir) == "runs/resnet34-cifar100"
+    for settings, parameter in (
+        ({"synthetic": True, "dataset": "cifar100"}, "synthetic"),
+        ({"image_size": (0, 8)}, "image_size"),
+        ({"image_size": (4, 4)}, "image_size"),  # resnet34 needs 8 pixels a side
+        ({"image_size": (1, 2, 3)}, "image_size"),
+        ({"max_memory_gb": 0}, "max_memory_gb"),
+        ({"dataset": "folder:"}, "dataset"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            TrainConfig(**settings)
+        assert info.value.parameter == parameter
+
+
+def test_the_model_takes_the_data_s_size_classes_and_names(tmp_path):
+    root = write_folder(tmp_path / "shapes")
+    loaded = data.load_dataset(f"folder:{root}")
+    model = build_model(TrainConfig(model="tiny_resnet6", normalization="data"), 1, loaded)
+    assert model.input_shape == (None, 20, 24, 3) and model.output_shape == (None, 3)
+    assert models.class_names_of(model) == COLOURS
+    assert models.dataset_of(model) == loaded.name
+    mean = loaded.statistics()[0]
+    normalize = model.get_layer("normalize")
+    np.testing.assert_allclose(np.ravel(normalize.mean), np.array(mean) * 255, rtol=1e-5)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    assert models.class_names_of(load_model(path)) == COLOURS  # safe mode keeps the names
+
+
+def test_build_refuses_class_names_that_do_not_fit():
+    with pytest.raises(ValueError, match=r"class_names must be 3 distinct strings"):
+        models.build("tiny_resnet6", num_classes=3, class_names=("a", "b"))
+    with pytest.raises(ValueError, match=r"class_names must be 2 distinct strings"):
+        models.build("tiny_resnet6", num_classes=2, class_names=("a", "a"))
+    with pytest.raises(ValueError, match="include_top"):
+        models.build("tiny_resnet6", include_top=False, class_names=("a",), num_classes=1)
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+def test_train_predict_and_evaluate_a_folder(tmp_path, capsys, monkeypatch):
+    root = write_folder(tmp_path / "shapes", per_class=(16, 4), modes=("RGB", "L", "RGBA"))
+    run = tmp_path / "run"
+    code = cli.main(
+        ["train", "--model", "tiny_resnet6", "--epochs", "1", "--batch-size", "16",
+         "--dataset", f"folder:{root}", "--output-dir", str(run)]
+    )  # fmt: skip
+    assert code == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["class_names"] == list(COLOURS) and len(metrics["confusion_matrix"]) == 3
+    assert json.loads((run / "config.json").read_text())["dataset"] == f"folder:{root}"
+    capsys.readouterr()
+
+    image = root / "test" / "red" / "0.png"
+    assert cli.main(["predict", str(run / "model.keras"), str(image), "--top", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{image}: ") and line.split(": ")[1].split()[0] in COLOURS
+
+    monkeypatch.chdir(tmp_path)  # the model's saved dataset name finds the folder from anywhere
+    assert cli.main(["evaluate", str(run / "model.keras"), "--output-dir", "eval"]) == 0
+    out = capsys.readouterr().out
+    assert f"folder:{root.resolve()} test accuracy:" in out and "  red " in out
+    saved = json.loads((tmp_path / "eval" / "model-evaluation.json").read_text())
+    assert saved["class_names"] == list(COLOURS)
+
+
+def test_evaluate_refuses_a_dataset_of_other_classes(tmp_path, capsys):
+    root = write_folder(tmp_path / "shapes")
+    model = build_model(TrainConfig(model="tiny_resnet6"), 1, data.load_dataset(f"folder:{root}"))
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["evaluate", str(tmp_path / "m.keras"), "--synthetic"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "scores 3 classes ['blue', 'green', 'red']; cifar10 has 10" in err and "\n" not in err
+
+
+def test_evaluate_refuses_a_bad_memory_budget_as_its_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["evaluate", str(tmp_path / "m.keras"), "--max-memory-gb", "0"])
+    assert info.value.code == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: --max-memory-gb must be a positive number, got 0.0"
+    )
+
+
+def test_predict_with_a_model_without_names_shows_indices(tmp_path, capsys):
+    model = keras.Model(*_tiny_classifier(5))
+    model.save(tmp_path / "plain.keras")
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "red.png")
+    assert cli.main(["predict", str(tmp_path / "plain.keras"), str(tmp_path / "red.png")]) == 0
+    out, err = capsys.readouterr()
+    assert "class " in out and "holds no class names, so classes show as indices" in err
+
+
+def _tiny_classifier(classes: int):
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    return inputs, keras.layers.Dense(classes)(pooled)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "broken", "expected"),
+    [
+        (((20, 24), (33, 17)), False, "--image-size is needed"),
+        (((20, 24),), True, "1.jpg: could not be decoded"),
+    ],
+    ids=["mixed_sizes", "corrupt_jpeg"],
+)
+def test_the_cli_refuses_bad_folders_in_one_line_leaving_no_run(
+    tmp_path, capsys, sizes, broken, expected
+):
+    root = write_folder(tmp_path / "shapes", sizes=sizes)
+    if broken:
+        truncated_jpeg(root / "test" / "blue" / "1.jpg")
+    with pytest.raises(SystemExit) as info:
+        train_args = ["--model", "tiny_resnet6", "--dataset", f"folder:{root}"]
+        train_args += ["--image-size", "20", "24"] if broken else []
+        cli.train_main([*train_args, "--output-dir", str(tmp_path / "run")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_on_a_streamed_folder_resumes_exactly(tmp_path):
+    root = write_folder(tmp_path / "shapes", per_class=(8, 2))
+    settings = dict(
+        model="tiny_resnet6", batch_size=8, dataset=f"folder:{root}", max_memory_gb=1e-9
+    )
+    unbroken = train(TrainConfig(**settings, epochs=2, output_dir=str(tmp_path / "a")), verbose=0)
+    train(TrainConfig(**settings, epochs=1, output_dir=str(tmp_path / "b")), verbose=0)
+    resumed = train(TrainConfig(**settings, epochs=2, output_dir=str(tmp_path / "b")), verbose=0)
+    for a, b in zip(
+        load_model(unbroken / "model.keras").weights,
+        load_model(resumed / "model.keras").weights,
+        strict=True,
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
