@@ -210,6 +210,10 @@ class ResidualBlock(layers.Layer):
                 self.shortcut_bn = self._norm("shortcut_bn")
                 _build_chain(input_shape, self.shortcut_conv, self.shortcut_bn)
         self._build_branch(input_shape)
+        # The sub-layers are made here, after ``trainable`` was set: a frozen block read back
+        # from a file must freeze them too (its BNs then also stay in inference mode).
+        if not self.trainable:
+            self.trainable = False
 
     def _check_dtype(self, x) -> None:
         """Keras autocasts float inputs only; an integer or bool tensor would otherwise run

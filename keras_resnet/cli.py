@@ -217,6 +217,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--num-processes", type=_positive_int, help="multi-host: how many processes")
     a("--process-id", type=int, help="multi-host: this process's index, from 0")
     a("--tensorboard", action=argparse.BooleanOptionalAction, help="log to RUN/tensorboard/")
+    a("--init-from", metavar="PATH", help="start from a .keras model or PyTorch .pth/.pt weights")
+    a("--freeze-backbone", action="store_const", const=True, help="train only the head")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -216,3 +216,181 @@ def test_a_wrongly_shaped_conv_reports_pytorch_layout(resnet18_torch):
     state["features.0.weight"] = torch.zeros(64, 3, 7, 7)
     with pytest.raises(ValueError, match=re.escape("(64, 3, 7, 7), expected (64, 3, 3, 3)")):
         load_torch_weights(keras_resnet.build("resnet18"), state)
+
+
+class LambdaLayer(nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
+
+
+class AkamasterBlock(nn.Module):
+    """akamaster/pytorch_resnet_cifar10's BasicBlock: option A pads the new channels on both
+    sides (``planes // 4`` each), or only after the old ones with ``pad="end"``."""
+
+    def __init__(self, cin: int, planes: int, stride: int, pad: str = "both"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = bn(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != planes:
+            sides = (planes // 4, planes // 4) if pad == "both" else (0, planes - cin)
+            self.shortcut = LambdaLayer(
+                lambda x: nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, *sides))
+            )
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class AkamasterResNet(nn.Module):
+    """The 6n+2 CIFAR nets of akamaster/pytorch_resnet_cifar10: ``conv1``, ``bn1``,
+    ``layer1..3``, ``linear``; no shortcut parameters."""
+
+    def __init__(self, n: int, num_classes: int = 10, pad: str = "both"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = bn(16)
+        cin = 16
+        for stage, planes in enumerate((16, 32, 64), start=1):
+            blocks = []
+            for index in range(n):
+                blocks.append(
+                    AkamasterBlock(cin, planes, 2 if stage > 1 and index == 0 else 1, pad)
+                )
+                cin = planes
+            setattr(self, f"layer{stage}", nn.Sequential(*blocks))
+        self.linear = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.linear(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class TorchvisionBlock(nn.Module):
+    """torchvision's BasicBlock: ``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = bn(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = bn(planes)
+        self.downsample = None
+        if stride != 1 or cin != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, planes, 1, stride, bias=False), bn(planes)
+            )
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class TorchvisionCifarResNet(nn.Module):
+    """torchvision's ResNet-18 as CIFAR ports keep it: a 3x3 stride-1 ``conv1``, no max-pool,
+    ``avgpool`` and ``fc``."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.bn1 = bn(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity()
+        cin = 64
+        for stage, planes in enumerate((64, 128, 256, 512), start=1):
+            first = TorchvisionBlock(cin, planes, 1 if stage == 1 else 2)
+            setattr(
+                self, f"layer{stage}", nn.Sequential(first, TorchvisionBlock(planes, planes, 1))
+            )
+            cin = planes
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def akamaster_state_dict(model: nn.Module) -> dict:
+    """Saved as akamaster's checkpoints are, from nn.DataParallel: every key under ``module.``."""
+    return nn.DataParallel(model).state_dict()
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
+def test_akamaster_option_a_resnets_give_the_same_logits(depth):
+    torch_model = randomised(AkamasterResNet((depth - 2) // 6), 32)
+    state = akamaster_state_dict(torch_model)
+    assert "module.layer2.0.conv1.weight" in state and "module.linear.weight" in state
+    assert not any("shortcut" in key for key in state)
+    model = keras_resnet.build(f"resnet{depth}")
+    report = load_torch_weights(model, state)
+    assert len(report.loaded) == len([k for k in state if "num_batches" not in k])
+    assert max_logit_diff(torch_model, model, 32) < TOLERANCE
+
+
+def test_option_a_padded_at_the_end_loads_with_option_a_padding_end():
+    torch_model = randomised(AkamasterResNet(1, pad="end"), 32)
+    model = keras_resnet.build("resnet8")
+    load_torch_weights(model, torch_model.state_dict(), option_a_padding="end")
+    assert max_logit_diff(torch_model, model, 32) < TOLERANCE
+    load_torch_weights(model, torch_model.state_dict())  # read as padded on both sides
+    assert max_logit_diff(torch_model, model, 32) > 100 * TOLERANCE
+    with pytest.raises(ValueError, match="option_a_padding must be one of both, end, got 'mid'"):
+        load_torch_weights(model, torch_model.state_dict(), option_a_padding="mid")
+
+
+def test_torchvision_style_cifar_resnet_gives_the_same_logits():
+    torch_model = randomised(TorchvisionCifarResNet(), 32)
+    state = torch_model.state_dict()
+    assert "layer2.0.downsample.1.running_var" in state and "fc.weight" in state
+    model = keras_resnet.build("resnet18")
+    load_torch_weights(model, state)
+    assert max_logit_diff(torch_model, model, 32) < TOLERANCE
+
+
+def test_skip_head_keeps_the_models_head_and_names_the_skipped_keys():
+    torch_model = randomised(AkamasterResNet(1, num_classes=100), 32)
+    model = keras_resnet.build("resnet8", num_classes=10)
+    head = [np.array(w) for w in model.get_layer("predictions").weights]
+    report = load_torch_weights(model, akamaster_state_dict(torch_model), skip_head=True)
+    assert report.skipped == ("module.linear.weight", "module.linear.bias")
+    assert not (report.missing or report.unexpected or report.mismatched)
+    assert "skipped (2): module.linear.weight, module.linear.bias" in str(report)
+    after = [np.array(w) for w in model.get_layer("predictions").weights]
+    assert all(np.array_equal(b, a) for b, a in zip(head, after, strict=True))
+    stem = torch_model.conv1.weight.detach().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(np.asarray(model.get_layer("stem_conv").kernel), stem)
+
+
+def test_strict_false_loads_what_matches_and_reports_the_rest():
+    torch_model = randomised(AkamasterResNet(1, num_classes=7), 32)
+    state = dict(torch_model.state_dict())
+    del state["layer3.0.bn2.running_var"]
+    state["layer4.0.conv1.weight"] = torch.zeros(1)
+    model = keras_resnet.build("resnet8")
+    bn_variance = np.array(model.get_layer("stage3_block0").bn2.moving_variance)
+    report = load_torch_weights(model, state, strict=False)
+    assert report.missing == ("layer3.0.bn2.running_var",)
+    assert report.unexpected == ("layer4.0.conv1.weight",)
+    assert report.mismatched == ("linear.bias", "linear.weight")
+    assert "layer3.0.bn2.running_mean" in report.loaded and "linear.weight" not in report.loaded
+    block = model.get_layer("stage3_block0")
+    np.testing.assert_array_equal(np.asarray(block.bn2.moving_variance), bn_variance)
+    # Option A pads 16 channels to 32 on both sides: Keras's first 16 are PyTorch's 8-23.
+    gamma = torch_model.layer2[0].bn2.weight.detach().numpy()
+    np.testing.assert_array_equal(
+        np.asarray(model.get_layer("stage2_block0").bn2.gamma)[:16], gamma[8:24]
+    )

@@ -19,6 +19,7 @@ from keras_resnet.augment import RandomCropFlip
 from keras_resnet.errors import ConfigError
 from keras_resnet.models import downsampling, get_spec, layer_depth
 from keras_resnet.trainer.data import CIFAR10_MEAN, CIFAR10_STD, FOLDER, PAD
+from keras_resnet.trainer.finetune import SUFFIXES as INIT_SUFFIXES
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 LOG_FORMATS = ("keras", "note")
@@ -157,6 +158,8 @@ class TrainConfig:
     dataset: str = FROM_RECIPE  # cifar10: a tfds name, or folder:PATH
     image_size: tuple[int, int] | None = FROM_RECIPE  # None: the images' own size
     max_memory_gb: float = FROM_RECIPE  # 4: a bigger folder is streamed, not held in memory
+    init_from: str | None = FROM_RECIPE  # None: a fresh initialisation
+    freeze_backbone: bool = FROM_RECIPE  # False: every layer trains
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, str) or self.recipe not in RECIPES:
@@ -260,6 +263,8 @@ NOTES: dict[str, Any] = {
     "dataset": "cifar10",
     "image_size": None,
     "max_memory_gb": 4.0,
+    "init_from": None,
+    "freeze_backbone": False,
 }
 
 
@@ -416,6 +421,23 @@ def _check(c: TrainConfig) -> None:
         isinstance(c.tensorboard, bool),
         "tensorboard",
         f"must be True or False, got {c.tensorboard!r}",
+    )
+    _require(
+        c.init_from is None
+        or (isinstance(c.init_from, str) and Path(c.init_from).suffix in INIT_SUFFIXES),
+        "init_from",
+        f"must be a .keras model or a PyTorch .pth/.pt checkpoint, got {c.init_from!r}",
+    )
+    _require(
+        isinstance(c.freeze_backbone, bool),
+        "freeze_backbone",
+        f"must be True or False, got {c.freeze_backbone!r}",
+    )
+    # A frozen backbone that was never trained gives the head random features to learn from.
+    _require(
+        not c.freeze_backbone or c.init_from is not None,
+        "freeze_backbone",
+        "needs init_from: the backbone it freezes must come from trained weights",
     )
 
 

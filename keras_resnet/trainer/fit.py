@@ -26,7 +26,7 @@ from keras_resnet.models import build, downsampling, get_spec
 from keras_resnet.optimizers import TorchSGD
 from keras_resnet.schedules import EpochCosine, Triangular
 from keras_resnet.trainer import data as cifar
-from keras_resnet.trainer import distributed, tensorboard
+from keras_resnet.trainer import distributed, finetune, tensorboard
 from keras_resnet.trainer.callbacks import (
     Checkpoint,
     EpochLossSum,
@@ -140,6 +140,8 @@ def build_model(
         class_names=data.class_names if data else None,
         dataset=(data.source if data.source == "synthetic" else data.name) if data else None,
     )
+    if config.freeze_backbone:
+        finetune.freeze_backbone(model)
     optimizer = TorchSGD(
         learning_rate(config, steps_per_epoch),
         momentum=config.momentum,
@@ -221,6 +223,10 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
     warn_about_schedule(config, len(train_batches))
     model = build_model(config, len(train_batches), data)
     if state is None:
+        if config.init_from:  # before run.start: a refused file leaves the folder as it was
+            report = finetune.initialise(model, config.init_from)
+            if run.write:
+                print(report)
         state = ResumeState()
         run.start(config)
     else:
