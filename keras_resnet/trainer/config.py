@@ -208,8 +208,10 @@ class TrainConfig:
     def from_json(cls, data: dict) -> TrainConfig:
         """A config as ``to_json`` wrote it; every field must be there."""
         missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
-        if missing:
-            raise ConfigError(missing[0], "is missing")
+        if missing:  # a run begun by an earlier version, which had fewer settings
+            raise ConfigError(
+                missing[0], "is missing (an earlier version of keras_resnet wrote this file?)"
+            )
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(unknown[0], "is not a setting of this version")
