@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import re
 import resource
 import subprocess
@@ -106,3 +107,10 @@ def run_module(
         text=True,
         timeout=timeout,
     )
+
+
+def write_report(path: Path, report: dict) -> None:
+    """Every benchmark's JSON report, in the same form, and the line that says where it is."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {path}")

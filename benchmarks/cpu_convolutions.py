@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, fmt_rate, positive_int, run_module, utc_now
+from benchmarks.common import RESULTS_DIR, fmt_rate, positive_int, run_module, utc_now, write_report
 
 YNN_OPTION = "--xla_cpu_experimental_ynn_fusion_type"
 SETTINGS = {
@@ -294,7 +294,6 @@ def main(argv=None) -> int:
         print()
         print(training_table(training, args.train_model))
     path = Path(args.json) if args.json else RESULTS_DIR / "cpu_convolutions.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "cpu_convolutions",
         "date": date,
@@ -304,8 +303,7 @@ def main(argv=None) -> int:
         "training": {"model": args.train_model, "rows": training} if training else None,
         "header": header,
     }
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    write_report(path, report)
     return 0
 
 

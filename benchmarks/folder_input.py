@@ -23,7 +23,6 @@ decodes several times faster than the model trains.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -38,7 +37,7 @@ import keras_resnet  # noqa: F401  (selects the JAX backend before keras is impo
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import RESULTS_DIR, fmt_rate, positive_int, utc_now
+from benchmarks.common import RESULTS_DIR, fmt_rate, positive_int, utc_now, write_report
 from keras_resnet.trainer.data import DECODE_THREADS, CifarBatches, load_folder
 
 CLASSES = 10
@@ -135,7 +134,6 @@ def main(argv=None) -> int:
     print(table)
 
     path = Path(args.json) if args.json else RESULTS_DIR / f"folder_input-{args.size}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "folder_input",
         "date": date,
@@ -155,8 +153,7 @@ def main(argv=None) -> int:
         "header": header,
         "table": table,
     }
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    write_report(path, report)
     return 0
 
 

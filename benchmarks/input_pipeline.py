@@ -47,6 +47,7 @@ from benchmarks.common import (
     slug,
     tensorflow_imported,
     utc_now,
+    write_report,
 )
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.trainer.data import CifarBatches, Split
@@ -234,7 +235,6 @@ def main(argv=None) -> int:
         else RESULTS_DIR
         / f"input_pipeline-{slug(consumer['model'] or args.model)}-{consumer['device_slug']}.json"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "input_pipeline",
         "date": date,
@@ -257,8 +257,7 @@ def main(argv=None) -> int:
         "header": header,
         "table": table,
     }
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    write_report(path, report)
     return 0
 
 

@@ -24,7 +24,6 @@ images are generated.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -45,6 +44,7 @@ from benchmarks.common import (
     slug,
     tensorflow_imported,
     utc_now,
+    write_report,
 )
 from keras_resnet.callbacks import StopOnNaN, StopOnSignal
 from keras_resnet.trainer.callbacks import SetEpoch
@@ -210,7 +210,6 @@ def main(argv=None) -> int:
         )
     device_slug = "cpu" if device["platform"] == "cpu" else slug(device["device_kind"])
     path = Path(args.json) if args.json else RESULTS_DIR / f"recipe_epochs-{device_slug}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "recipe_epochs",
         "date": date,
@@ -222,8 +221,7 @@ def main(argv=None) -> int:
         "header": header,
         "table": table,
     }
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    write_report(path, report)
     return 0 if all("error" not in r for r in rows) else 1
 
 
