@@ -2,6 +2,8 @@
 and image folders are in test_datasets.py."""
 
 import math
+import socket
+import urllib.request
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from keras_resnet.trainer.data import (
     subset,
     synthetic_cifar10,
 )
+from keras_resnet.trainer.data import tfds as tfds_loader
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -64,19 +67,18 @@ def test_class_names_are_cifar10_order():
 def online(monkeypatch):
     """The download host counts as reachable; the hosts checked are recorded."""
     checked = []
-    monkeypatch.setattr(data, "check_reachable", checked.append)
+    monkeypatch.setattr(tfds_loader, "check_reachable", checked.append)
     return checked
 
 
 @pytest.fixture
 def offline(monkeypatch):
     """Every connection fails at the name lookup, as without a network."""
-    import socket
 
     def no_network(address, timeout=None):
         raise socket.gaierror(-2, "Name or service not known")
 
-    monkeypatch.setattr(data.socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
 
 
 def check_cifar(loaded: Dataset, n: int) -> None:
@@ -170,7 +172,7 @@ def test_offline_fails_in_seconds_before_tfds_writes_anything(tmp_path, monkeypa
 
 def test_prepared_data_is_read_without_a_network_check(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
-    monkeypatch.setattr(data, "check_reachable", lambda url: pytest.fail("network checked"))
+    monkeypatch.setattr(tfds_loader, "check_reachable", lambda url: pytest.fail("network checked"))
     with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_CODE):
         loaded = data.load_tfds("cifar10", str(tmp_path))
     check_cifar(loaded, 5)
@@ -183,10 +185,10 @@ def test_check_reachable_gives_up_after_its_timeout(monkeypatch):
         time.sleep(1)
         raise TimeoutError("timed out")
 
-    monkeypatch.setattr(data.socket, "create_connection", hang)
+    monkeypatch.setattr(socket, "create_connection", hang)
     started = time.monotonic()
     with pytest.raises(ConnectionError, match=r"cannot reach example\.org:443 .*within 0\.2 s"):
-        data.check_reachable("https://example.org/data.tar.gz", timeout=0.2)
+        tfds_loader.check_reachable("https://example.org/data.tar.gz", timeout=0.2)
     assert time.monotonic() - started < 2
 
 
@@ -201,11 +203,11 @@ def test_check_reachable_goes_through_the_https_proxy(monkeypatch):
         connected.append(address)
         return Connection()
 
-    monkeypatch.setattr(data.socket, "create_connection", connect)
+    monkeypatch.setattr(socket, "create_connection", connect)
     monkeypatch.setattr(
-        data.urllib.request, "getproxies", lambda: {"https": "http://proxy.example:3128"}
+        urllib.request, "getproxies", lambda: {"https": "http://proxy.example:3128"}
     )
-    data.check_reachable("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz")
+    tfds_loader.check_reachable("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz")
     assert connected == [("proxy.example", 3128)]
 
 
@@ -231,8 +233,8 @@ def test_a_tfds_data_dir_with_other_datasets_may_receive_cifar10(tmp_path):
     (tmp_path / "mnist" / "3.0.1").mkdir(parents=True)
     (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
     (tmp_path / "downloads").mkdir()
-    data.check_data_dir(str(tmp_path))
-    data.check_data_dir(str(tmp_path / "new"))
+    tfds_loader.check_data_dir(str(tmp_path))
+    tfds_loader.check_data_dir(str(tmp_path / "new"))
 
 
 # --- synthetic data ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from keras_resnet.saving import load_model
 from keras_resnet.trainer import data
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.data import CifarBatches, FolderImages, Split
+from keras_resnet.trainer.data import tfds as tfds_loader
 from keras_resnet.trainer.fit import build_model, train
 from keras_resnet.trainer.images import ImageError
 
@@ -43,7 +44,7 @@ def write_folder(root, sizes=((20, 24),), per_class=(6, 3), test="test", modes=(
 
 @pytest.fixture
 def online(monkeypatch):
-    monkeypatch.setattr(data, "check_reachable", lambda url: None)
+    monkeypatch.setattr(tfds_loader, "check_reachable", lambda url: None)
 
 
 def mocked(n=6):
@@ -100,7 +101,7 @@ def test_offline_another_dataset_fails_fast_naming_its_host(tmp_path, monkeypatc
     def no_network(address, timeout=None):
         raise socket.gaierror(-2, "Name or service not known")
 
-    monkeypatch.setattr(data.socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(tfds, "load", lambda *args, **kwargs: pytest.fail("tfds.load was called"))
     with pytest.raises(DataUnavailableError) as info:
         data.load_dataset("svhn_cropped", str(tmp_path / "tfds"))

@@ -386,7 +386,7 @@ def test_missing_dataset_stops_before_the_model_is_built(tmp_path, monkeypatch, 
         raise ConnectionError("no route to host")
 
     monkeypatch.setattr(tfds, "load", offline)
-    monkeypatch.setattr("keras_resnet.trainer.data.check_reachable", lambda url: None)
+    monkeypatch.setattr("keras_resnet.trainer.data.tfds.check_reachable", lambda url: None)
     monkeypatch.setattr(
         "keras_resnet.trainer.fit.build_model", lambda *args: pytest.fail("model was built")
     )

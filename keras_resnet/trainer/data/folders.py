@@ -1,0 +1,149 @@
+"""A folder of images, ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (or ``val/``), as
+Keras's ``image_dataset_from_directory`` lists them: held in memory while both splits fit in
+``max_memory_gb``, else streamed, so memory holds a batch, not the dataset."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_resnet.errors import ConfigError, DataUnavailableError
+from keras_resnet.trainer.data.common import FOLDER, GIGABYTE, hide_gpus_from_tensorflow
+from keras_resnet.trainer.data.splits import Dataset, Split
+from keras_resnet.trainer.images import ImageError, load_image
+
+TEST_FOLDERS = ("test", "val")  # the first one present is a folder's test split
+DECODE_THREADS = 8  # PIL decodes with the GIL released
+
+
+class FolderImages:
+    """Image files that index like an (N, height, width, 3) uint8 array, decoded when read.
+
+    As with numpy, a slice is a view (nothing is decoded) and an index array is a copy: the
+    decoded images, made RGB and resized to ``size`` by ``images.load_image``, which names a
+    file it cannot read.
+    """
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, paths: Sequence[str], size: tuple[int, int]):
+        self.paths = np.asarray(paths, dtype=object)
+        self.size = tuple(size)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.paths), *self.size, 3)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index) -> FolderImages | np.ndarray:
+        if isinstance(index, slice):
+            return FolderImages(self.paths[index], self.size)
+        paths = self.paths[np.asarray(index)].reshape(-1)
+        out = np.empty((len(paths), *self.size, 3), np.uint8)
+        with ThreadPoolExecutor(min(DECODE_THREADS, os.cpu_count() or 1)) as pool:
+            for i, image in enumerate(pool.map(lambda p: load_image(p, self.size), paths)):
+                out[i] = image
+        return out
+
+
+def _list_split(folder: Path, class_names: list[str] | None) -> tuple[list[str], list[int], list]:
+    """(files, class index of each, class names) under ``folder/<class>/``, as Keras lists
+    them; ``class_names`` makes the test split use the training split's classes."""
+    import tensorflow as tf  # image_dataset_from_directory lists through tf.io
+
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if class_names is not None and found != class_names:
+        raise DataUnavailableError(
+            f"{folder} holds the class folders {found}, but train/ holds {class_names}: "
+            "both splits need the same classes"
+        )
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Found N files ..."
+            listing = keras.utils.image_dataset_from_directory(
+                folder, class_names=class_names, shuffle=False, batch_size=None
+            )
+    except (ValueError, tf.errors.OpError) as error:
+        raise DataUnavailableError(
+            f"{folder} holds no images in class folders (<class>/*.jpg, png, bmp or gif): {error}"
+        ) from None
+    names = list(listing.class_names)
+    index = {name: i for i, name in enumerate(names)}
+    files = list(listing.file_paths)
+    return files, [index[Path(file).parent.name] for file in files], names
+
+
+def _header_size(path: str) -> tuple[int, int]:
+    """(height, width) from the file's header, without decoding it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception as error:  # PIL reports unreadable files with many types
+        raise ImageError(f"{path}: not an image file PIL can read ({error})") from None
+    return height, width
+
+
+def _common_size(paths: Sequence[str], where: str) -> tuple[int, int]:
+    """The one size of every image; mixed sizes are refused, naming them and a file of each."""
+    sizes: dict[tuple[int, int], list[str]] = collections.defaultdict(list)
+    for path in paths:
+        sizes[_header_size(path)].append(path)
+    if len(sizes) == 1:
+        return next(iter(sizes))
+    common = sorted(sizes.items(), key=lambda item: -len(item[1]))
+    shown = ", ".join(f"{h}x{w} ({len(files)}, e.g. {files[0]})" for (h, w), files in common)
+    raise ConfigError(
+        "image_size",
+        f"is needed: the images of {where} differ in size (height x width: {shown}); "
+        "pass one to resize them all",
+    )
+
+
+def load_folder(
+    root: str, image_size: tuple[int, int] | None = None, max_memory_gb: float = 4.0
+) -> Dataset:
+    """``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``val/``): the classes are the
+    folder names, sorted; images become RGB of ``image_size``, else must all be one size.
+
+    Decoded into memory if both splits fit in ``max_memory_gb``, else streamed (FolderImages).
+    """
+    hide_gpus_from_tensorflow()  # Keras lists the files through TensorFlow
+    where = f"{FOLDER}{root}"
+    folder = Path(root)
+    if not folder.is_dir():
+        raise DataUnavailableError(f"{where}: no such folder")
+    test_folder = next((folder / t for t in TEST_FOLDERS if (folder / t).is_dir()), None)
+    if not (folder / "train").is_dir() or test_folder is None:
+        found = sorted(p.name for p in folder.iterdir())
+        raise DataUnavailableError(
+            f"{where} must hold train/ and test/ (or val/), each with one folder of images per "
+            f"class; found {', '.join(found) or 'nothing'}"
+        )
+    train_files, train_labels, names = _list_split(folder / "train", None)
+    if len(names) < 2:
+        raise DataUnavailableError(
+            f"{folder / 'train'} holds {len(names)} class folder(s) {names}; "
+            "a classifier needs at least two"
+        )
+    test_files, test_labels, _ = _list_split(test_folder, names)
+    size = tuple(image_size) if image_size else _common_size(train_files + test_files, where)
+    train = Split(FolderImages(train_files, size), np.asarray(train_labels, np.int32))
+    test = Split(FolderImages(test_files, size), np.asarray(test_labels, np.int32))
+    source = "folder (streamed)"
+    if (len(train) + len(test)) * size[0] * size[1] * 3 <= max_memory_gb * GIGABYTE:
+        train, test = (Split(s.images[np.arange(len(s))], s.labels) for s in (train, test))
+        source = "folder"
+    # The absolute path, so the name saved in the model finds the data from any folder.
+    name = f"{FOLDER}{folder.resolve()}"
+    return Dataset(train=train, test=test, source=source, name=name, class_names=tuple(names))
