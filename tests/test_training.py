@@ -67,6 +67,16 @@ def finished(tmp_path_factory) -> dict[int, Path]:
     return runs
 
 
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory) -> Path:
+    """A two-epoch ``tiny_config`` run stopped by Ctrl-C after its first epoch; tests copy it."""
+    config = tiny_config(tmp_path_factory.mktemp("stopped"), epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[InterruptAfterEpoch(0)], verbose=0)
+    keras.utils.clear_session(free_memory=False)
+    return config.run_dir
+
+
 def copy_of(run_dir: Path, tmp_path: Path) -> Path:
     """A fresh copy of a shared run, where ``tiny_config(tmp_path)`` finds it."""
     return Path(shutil.copytree(run_dir, tmp_path / "run"))
@@ -115,12 +125,11 @@ def test_evaluating_a_runs_model_in_place_keeps_the_runs_own_metrics(tmp_path, f
     assert (run_dir / "best-evaluation.json").is_file()
 
 
-def test_interrupted_run_resumes_to_the_same_weights_as_an_unbroken_one(tmp_path):
+def test_interrupted_run_resumes_to_the_same_weights_as_an_unbroken_one(tmp_path, stopped):
     unbroken = train(tiny_config(tmp_path / "a", epochs=2), verbose=0)
 
     config = tiny_config(tmp_path / "b", epochs=2)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[InterruptAfterEpoch(0)], verbose=0)
+    copy_of(stopped, tmp_path / "b")
     state = json.loads((config.run_dir / "state.json").read_text())
     assert state["epochs_done"] == 1 and not state.get("finished")
     assert not (config.run_dir / "model.keras").exists()
@@ -449,10 +458,9 @@ def test_a_damaged_run_folder_is_named_in_the_error_not_a_traceback(
     assert exit_info.value.code == 1
 
 
-def test_a_truncated_checkpoint_is_named_when_resuming(tmp_path):
+def test_a_truncated_checkpoint_is_named_when_resuming(tmp_path, stopped):
     config = tiny_config(tmp_path, epochs=2)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[InterruptAfterEpoch(0)], verbose=0)
+    copy_of(stopped, tmp_path)
     checkpoint = (
         config.run_dir / json.loads((config.run_dir / "state.json").read_text())["checkpoint"]
     )
