@@ -48,18 +48,24 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory) -> dict:
-    return result(run_worker(str(tmp_path_factory.mktemp("one") / "run"), "1"))
-
-
-def test_four_devices_train_like_one_with_the_same_global_batch(tmp_path, one_device):
-    four = result(
-        run_worker(
-            str(tmp_path / "run"),
-            "4",
-            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
-        )
+def one_and_four_devices(tmp_path_factory) -> tuple[dict, dict]:
+    """The one-device reference and the four-device run, side by side on the two cores."""
+    one = run_worker(str(tmp_path_factory.mktemp("one") / "run"), "1")
+    four = run_worker(
+        str(tmp_path_factory.mktemp("four") / "run"),
+        "4",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
     )
+    return result(one), result(four)
+
+
+@pytest.fixture(scope="module")
+def one_device(one_and_four_devices) -> dict:
+    return one_and_four_devices[0]
+
+
+def test_four_devices_train_like_one_with_the_same_global_batch(one_and_four_devices):
+    one_device, four = one_and_four_devices
     assert four["devices"] == 4
     assert four["losses"] == pytest.approx(one_device["losses"], rel=1e-5)
     assert_same_weights(four, one_device)
