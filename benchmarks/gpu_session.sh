@@ -11,8 +11,8 @@
 #
 # On a machine without keras (the lent GPU machine has JAX, PyTorch, numpy, h5py, rich and
 # ml-dtypes only), put the wheels of keras and what it lacks in .whl/ first; see
-# benchmarks/README.md. QUICK=1 runs every step once with tiny settings (the bfloat16 step Keras
-# only, the recipe step fast only), to check the script on a CPU.
+# benchmarks/README.md. QUICK=1 runs every step once with tiny settings (every framework at batch
+# 16, the bfloat16 step Keras only, every recipe), to check the script and each report on a CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
@@ -26,10 +26,11 @@ if ! "$PYTHON" -c "import keras" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; t
   export PYTHONPATH=/tmp/keras_resnet_site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
-if [ "${QUICK:-0}" = 1 ]; then  # each step once, briefly; tests/test_benchmarks.py covers every row
-  MODEL=(--model resnet8) STEPS=(--steps 2 --warmup 1 --eval-steps 1 --frameworks keras,jax)
-  BF16=(--steps 2 --warmup 1 --eval-steps 0 --frameworks keras) PIPE=(--images 2048 --repeats 1)
-  RECIPES=(--recipes fast --model resnet8 --images 1024 --steps 1 --warmup 1 --eval-images 256)
+if [ "${QUICK:-0}" = 1 ]; then  # each step once, briefly; tests/test_benchmarks.py checks every row
+  MODEL=(--model resnet8) BF16=(--steps 2 --warmup 1 --eval-steps 0 --frameworks keras)
+  STEPS=(--steps 2 --warmup 1 --eval-steps 2 --eval-batch-size 32 --batch-size 16)  # after 128
+  PIPE=(--images 2048 --repeats 1)
+  RECIPES=(--model resnet8 --images 5200 --steps 1 --warmup 1 --eval-images 256)
   LIMITS=(300 300 300 300)
 else  # at most 580 s in all: the device runs one command for 10 minutes at most
   MODEL=(--model resnet18) STEPS=(--steps 50 --warmup 5) BF16=("${STEPS[@]}") PIPE=() RECIPES=()
@@ -50,7 +51,7 @@ step() {  # step NAME LIMIT COMMAND...: run it, keep its output, never stop the 
 }
 
 step throughput-float32 "${LIMITS[0]}" "$PYTHON" -m benchmarks.throughput "${MODEL[@]}" \
-  "${STEPS[@]}" --batch-size 128 --json "$OUT/throughput-float32.json"
+  --batch-size 128 "${STEPS[@]}" --json "$OUT/throughput-float32.json"
 step throughput-bfloat16 "${LIMITS[1]}" "$PYTHON" -m benchmarks.throughput "${MODEL[@]}" \
   "${BF16[@]}" --batch-size 512 --precision mixed_bfloat16 --json "$OUT/throughput-bfloat16.json"
 step input-pipeline "${LIMITS[2]}" "$PYTHON" -m benchmarks.input_pipeline "${PIPE[@]}" \

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -176,44 +177,6 @@ def run(module: str, *args: str, site: Path) -> str:
     return proc.stdout
 
 
-def test_throughput_then_input_pipeline_end_to_end(tmp_path):
-    """Tiny settings (30-50 s on 2 cores), TensorFlow hidden: every row, the table, the JSON."""
-    out = tmp_path / "throughput.json"
-    stdout = run(
-        "throughput", "--model", "resnet20", "--steps", "2", "--warmup", "1",
-        "--batch-size", "16", "--eval-batch-size", "32", "--eval-steps", "2", "--json", str(out),
-        site=tmp_path,
-    )  # fmt: skip
-    assert "| framework | train img/s | vs keras | compile s | eval img/s | peak memory |" in stdout
-    assert "**resnet20**" in stdout and "keras/jax = " in stdout and "keras/torch = " in stdout
-    report = json.loads(out.read_text())
-    for key in ("model", "batch_size", "precision", "device", "versions", "results", "ratios"):
-        assert key in report
-    assert set(report["results"]) == {"keras", "keras-trainer", "jax", "torch"}
-    for name, row in report["results"].items():
-        assert "error" not in row, (name, row)
-        assert row["train_images_per_s"] > 0 and row["first_step_s"] > 0, name
-        assert row["peak_memory_bytes"] > 0, name
-        if name != "keras-trainer":
-            assert row["eval_images_per_s"] > 0, name
-    assert report["ratios"]["keras/jax"] > 0 and report["ratios"]["keras/torch"] > 0
-    assert not any(hit for found in report["imported"].values() for hit in found.values()), (
-        f"TensorFlow or tfds was imported: {report['imported']}"
-    )
-
-    pipeline = tmp_path / "input.json"
-    stdout = run(
-        "input_pipeline", "--images", "2048", "--repeats", "1",
-        "--against", str(out), "--json", str(pipeline), site=tmp_path,
-    )  # fmt: skip
-    assert "| input path | images/s | ms/batch | x Keras train rate | target >= 5x |" in stdout
-    report = json.loads(pipeline.read_text())
-    train_path = report["input"]["CifarBatches train=True (shuffle + gather), host"]
-    assert train_path["images"] == 2048 and train_path["images_per_s"] > 0
-    assert report["consumption"]["rates"]["keras"] > 0 and report["ratio"] > 0
-    assert not any(report["imported"].values())
-
-
 def test_cpu_convolutions_compares_both_xla_settings_and_torch(tmp_path):
     out = tmp_path / "conv.json"
     stdout = run(
@@ -234,14 +197,95 @@ def test_cpu_convolutions_compares_both_xla_settings_and_torch(tmp_path):
     assert report["results"]["xla-eigen"]["xla_flags"].endswith("=-individual_convolution")
 
 
-def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(tmp_path):
-    out = tmp_path / "recipes.json"
-    stdout = run(
-        "recipe_epochs", "--model", "resnet8", "--images", "5200", "--eval-images", "256",
-        "--steps", "1", "--warmup", "1", "--json", str(out), site=tmp_path,
-    )  # fmt: skip
+@pytest.fixture(scope="module", autouse=True)
+def gpu_session_process(
+    request, tmp_path_factory
+) -> Iterator[tuple[subprocess.Popen, Path] | None]:
+    """Starts the prepared GPU script as the module begins, if a selected test reads it: QUICK
+    on this CPU, TensorFlow hidden. Its benchmark processes (about 45 s) run while the
+    in-process tests use the other core. QUICK runs every framework and every recipe once, so
+    this one run serves the throughput, input pipeline and recipe tests too."""
+    if not any("gpu_session" in item.fixturenames for item in request.session.items):
+        yield None
+        return
+    site = tmp_path_factory.mktemp("gpu_session")
+    (site / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
+    env = {
+        **os.environ,
+        "QUICK": "1",
+        "OUT": str(site / "out"),
+        "PYTHON": sys.executable,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+    }
+    with open(site / "gpu_session.log", "w") as log:
+        process = subprocess.Popen(
+            ["bash", str(ROOT / "benchmarks" / "gpu_session.sh")],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    yield process, site
+    process.wait(timeout=900)  # never left running past the module
+
+
+@pytest.fixture(scope="module")
+def gpu_session(gpu_session_process) -> tuple[str, Path]:
+    """The script's output and its $OUT, once it has ended with exit status 0."""
+    process, site = gpu_session_process
+    process.wait(timeout=900)
+    stdout = (site / "gpu_session.log").read_text()
+    assert process.returncode == 0, stdout[-6000:]
+    return stdout, site / "out"
+
+
+def test_gpu_session_script_runs_every_step_quickly(gpu_session):
+    stdout, out = gpu_session
+    steps = ("throughput-float32", "throughput-bfloat16", "input-pipeline", "recipe-epochs")
+    for name in steps:
+        assert f"== {name} exited with 0" in stdout, stdout[-3000:]
+    reports = ("throughput-float32", "throughput-bfloat16", "input_pipeline", "recipe_epochs")
+    for name in reports:
+        assert json.loads((out / f"{name}.json").read_text())
+    assert json.loads((out / "throughput-bfloat16.json").read_text())["precision"] == (
+        "mixed_bfloat16"
+    )
+    assert len(list(out.iterdir())) <= 8  # what the device machine sends back
+
+
+def test_throughput_then_input_pipeline_end_to_end(gpu_session):
+    """Every framework's row, the table, the JSON; then the input path against those rates."""
+    _, out = gpu_session
+    stdout = (out / "gpu_session-throughput-float32.log").read_text()
+    assert "| framework | train img/s | vs keras | compile s | eval img/s | peak memory |" in stdout
+    assert "**resnet8**" in stdout and "keras/jax = " in stdout and "keras/torch = " in stdout
+    report = json.loads((out / "throughput-float32.json").read_text())
+    for key in ("model", "batch_size", "precision", "device", "versions", "results", "ratios"):
+        assert key in report
+    assert report["batch_size"] == 16  # QUICK's own batch, not the script's 128
+    assert set(report["results"]) == {"keras", "keras-trainer", "jax", "torch"}
+    for name, row in report["results"].items():
+        assert "error" not in row, (name, row)
+        assert row["train_images_per_s"] > 0 and row["first_step_s"] > 0, name
+        assert row["peak_memory_bytes"] > 0, name
+        if name != "keras-trainer":
+            assert row["eval_images_per_s"] > 0, name
+    assert report["ratios"]["keras/jax"] > 0 and report["ratios"]["keras/torch"] > 0
+    assert not any(hit for found in report["imported"].values() for hit in found.values()), (
+        f"TensorFlow or tfds was imported: {report['imported']}"
+    )
+
+    stdout = (out / "gpu_session-input-pipeline.log").read_text()
+    assert "| input path | images/s | ms/batch | x Keras train rate | target >= 5x |" in stdout
+    report = json.loads((out / "input_pipeline.json").read_text())
+    train_path = report["input"]["CifarBatches train=True (shuffle + gather), host"]
+    assert train_path["images"] == 2048 and train_path["images_per_s"] > 0
+    assert report["consumption"]["rates"]["keras"] > 0 and report["ratio"] > 0
+    assert not any(report["imported"].values())
+
+
+def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(gpu_session):
+    _, out = gpu_session
+    stdout = (out / "gpu_session-recipe-epochs.log").read_text()
     assert "| recipe | model, batch, precision | compile s | train img/s |" in stdout
-    report = json.loads(out.read_text())
+    report = json.loads((out / "recipe_epochs.json").read_text())
     rows = {row["recipe"]: row for row in report["rows"]}
     assert set(rows) == set(RECIPES)
     assert all("error" not in row for row in rows.values()), rows
@@ -254,34 +298,6 @@ def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(tmp_path):
         epoch = row["train_epoch_s"] + row["eval_s"]
         assert row["projected_run_s"] == pytest.approx(row["epochs"] * epoch)
     assert not any(report["imported"].values())
-
-
-def test_gpu_session_script_runs_every_step_quickly(tmp_path):
-    """The prepared GPU script, with tiny settings on this CPU and TensorFlow hidden."""
-    (tmp_path / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
-    out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "QUICK": "1",
-        "OUT": str(out),
-        "PYTHON": sys.executable,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
-    }
-    proc = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh")],
-        env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    steps = ("throughput-float32", "throughput-bfloat16", "input-pipeline", "recipe-epochs")
-    for name in steps:
-        assert f"== {name} exited with 0" in proc.stdout, proc.stdout[-3000:]
-    reports = ("throughput-float32", "throughput-bfloat16", "input_pipeline", "recipe_epochs")
-    for name in reports:
-        assert json.loads((out / f"{name}.json").read_text())
-    assert json.loads((out / "throughput-bfloat16.json").read_text())["precision"] == (
-        "mixed_bfloat16"
-    )
-    assert len(list(out.iterdir())) <= 8  # what the device machine sends back
 
 
 def test_folder_input_times_a_generated_jpeg_folder(tmp_path):

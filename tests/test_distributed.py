@@ -48,18 +48,24 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory) -> dict:
-    return result(run_worker(str(tmp_path_factory.mktemp("one") / "run"), "1"))
-
-
-def test_four_devices_train_like_one_with_the_same_global_batch(tmp_path, one_device):
-    four = result(
-        run_worker(
-            str(tmp_path / "run"),
-            "4",
-            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
-        )
+def one_and_four_devices(tmp_path_factory) -> tuple[dict, dict]:
+    """The one-device reference and the four-device run, side by side on the two cores."""
+    one = run_worker(str(tmp_path_factory.mktemp("one") / "run"), "1")
+    four = run_worker(
+        str(tmp_path_factory.mktemp("four") / "run"),
+        "4",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
     )
+    return result(one), result(four)
+
+
+@pytest.fixture(scope="module")
+def one_device(one_and_four_devices) -> dict:
+    return one_and_four_devices[0]
+
+
+def test_four_devices_train_like_one_with_the_same_global_batch(one_and_four_devices):
+    one_device, four = one_and_four_devices
     assert four["devices"] == 4
     assert four["losses"] == pytest.approx(one_device["losses"], rel=1e-5)
     assert_same_weights(four, one_device)
@@ -95,10 +101,8 @@ def two_processes(run_dir: str, how: str, env: dict | None = None) -> list:
     ]
 
 
-@pytest.mark.parametrize("how", ["flags", "environment"])
-def test_two_processes_train_together_like_one_and_only_the_first_writes(tmp_path, one_device, how):
-    workers = two_processes(str(tmp_path / "run"), how)
-    first, second = (result(worker) for worker in workers)
+def assert_trained_together_like_one(first: dict, second: dict, one_device: dict) -> None:
+    """Processes 0 and 1 of two devices end where one device ends; only process 0 writes."""
     assert (first["process_id"], second["process_id"]) == (0, 1)
     assert first["devices"] == second["devices"] == 2
     assert first["losses"] == second["losses"] == pytest.approx(one_device["losses"], rel=1e-5)
@@ -107,7 +111,13 @@ def test_two_processes_train_together_like_one_and_only_the_first_writes(tmp_pat
     assert first["writes"] > 0 and second["writes"] == 0
 
 
+def test_two_processes_told_by_the_environment_train_together_like_one(tmp_path, one_device):
+    workers = two_processes(str(tmp_path / "run"), "environment")
+    assert_trained_together_like_one(*(result(worker) for worker in workers), one_device)
+
+
 def test_a_stopped_two_process_run_resumes_on_both_processes(tmp_path, one_device):
+    """Told by flags: epoch 1 from scratch, a stop, then epoch 2 resumed on both processes."""
     run_dir = str(tmp_path / "run")
     for process, log in two_processes(run_dir, "flags", {"STOP_AFTER_FIRST_EPOCH": "1"}):
         process.wait(timeout=300)
@@ -115,8 +125,7 @@ def test_a_stopped_two_process_run_resumes_on_both_processes(tmp_path, one_devic
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["epochs_done"] == 1
     first, second = (result(worker) for worker in two_processes(run_dir, "flags"))
-    assert first["losses"] == second["losses"] == pytest.approx(one_device["losses"], rel=1e-5)
-    assert_same_weights(first, one_device)
+    assert_trained_together_like_one(first, second, one_device)
     assert_same_weights(second, one_device)
 
 

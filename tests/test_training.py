@@ -2,7 +2,9 @@
 
 import json
 import re
+import shutil
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -54,12 +56,40 @@ class InterruptAfterEpoch(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> dict[int, Path]:
+    """Finished one-epoch ``tiny_config`` runs, by validation size (0 and 128); tests copy them."""
+    runs = {}
+    for val_size in (0, 128):
+        config = tiny_config(tmp_path_factory.mktemp(f"finished-{val_size}"), val_size=val_size)
+        runs[val_size] = train(config, verbose=0)
+        keras.utils.clear_session(free_memory=False)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory) -> Path:
+    """A two-epoch ``tiny_config`` run stopped by Ctrl-C after its first epoch; tests copy it."""
+    config = tiny_config(tmp_path_factory.mktemp("stopped"), epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[InterruptAfterEpoch(0)], verbose=0)
+    keras.utils.clear_session(free_memory=False)
+    return config.run_dir
+
+
+def copy_of(run_dir: Path, tmp_path: Path) -> Path:
+    """A fresh copy of a shared run, where ``tiny_config(tmp_path)`` finds it."""
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
 def model_weights(path) -> list[np.ndarray]:
     return [np.asarray(w) for w in keras.saving.load_model(path).weights]
 
 
-def test_one_epoch_run_writes_every_file_and_evaluate_reproduces_its_accuracy(tmp_path, capsys):
-    run_dir = train(tiny_config(tmp_path), verbose=0)
+def test_one_epoch_run_writes_every_file_and_evaluate_reproduces_its_accuracy(
+    tmp_path, capsys, finished
+):
+    run_dir = finished[0]
 
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
@@ -87,20 +117,19 @@ def test_one_epoch_run_writes_every_file_and_evaluate_reproduces_its_accuracy(tm
     assert f"{100 * metrics['test_accuracy']:.2f}%" in capsys.readouterr().out
 
 
-def test_evaluating_a_runs_model_in_place_keeps_the_runs_own_metrics(tmp_path):
-    run_dir = train(tiny_config(tmp_path, val_size=128), verbose=0)
+def test_evaluating_a_runs_model_in_place_keeps_the_runs_own_metrics(tmp_path, finished):
+    run_dir = copy_of(finished[128], tmp_path)
     before = (run_dir / "metrics.json").read_bytes()
     assert cli.main(["evaluate", str(run_dir / "best.keras"), "--synthetic", "--seed", "1"]) == 0
     assert (run_dir / "metrics.json").read_bytes() == before
     assert (run_dir / "best-evaluation.json").is_file()
 
 
-def test_interrupted_run_resumes_to_the_same_weights_as_an_unbroken_one(tmp_path):
+def test_interrupted_run_resumes_to_the_same_weights_as_an_unbroken_one(tmp_path, stopped):
     unbroken = train(tiny_config(tmp_path / "a", epochs=2), verbose=0)
 
     config = tiny_config(tmp_path / "b", epochs=2)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[InterruptAfterEpoch(0)], verbose=0)
+    copy_of(stopped, tmp_path / "b")
     state = json.loads((config.run_dir / "state.json").read_text())
     assert state["epochs_done"] == 1 and not state.get("finished")
     assert not (config.run_dir / "model.keras").exists()
@@ -116,9 +145,9 @@ def test_interrupted_run_resumes_to_the_same_weights_as_an_unbroken_one(tmp_path
     assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["epoch-0002.keras"]
 
 
-def test_finished_run_is_refused_unless_overwritten_or_extended(tmp_path):
+def test_finished_run_is_refused_unless_overwritten_or_extended(tmp_path, finished):
     config = tiny_config(tmp_path)
-    train(config, verbose=0)
+    copy_of(finished[0], tmp_path)
     with pytest.raises(RunError, match="already holds a finished 1-epoch run"):
         train(config, verbose=0)
     with pytest.raises(RunError, match=r"other settings \(lr: 0.1 -> 0.05\)"):
@@ -187,8 +216,8 @@ def test_train_size_larger_than_the_data_is_refused_naming_both_numbers(tmp_path
     assert not config.run_dir.exists()  # a refused run leaves no empty folder behind
 
 
-def test_validation_split_picks_best_keras_and_is_named_in_metrics(tmp_path):
-    run_dir = train(tiny_config(tmp_path, val_size=128), verbose=0)
+def test_validation_split_picks_best_keras_and_is_named_in_metrics(finished):
+    run_dir = finished[128]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["best_epoch"] == 1 and "best_validation_accuracy" in metrics
     assert (run_dir / "best.keras").is_file()
@@ -357,9 +386,9 @@ def test_cli_refuses_bad_flags_with_a_usage_error(tmp_path, capsys):
     assert "Unknown model 'resnet-18'" in capsys.readouterr().err
 
 
-def test_cli_resume_keeps_saved_settings_and_refuses_changes(tmp_path, capsys):
+def test_cli_resume_keeps_saved_settings_and_refuses_changes(tmp_path, capsys, finished):
     config = tiny_config(tmp_path)
-    train(config, verbose=0)
+    copy_of(finished[0], tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         cli.train_main(["--resume", str(config.run_dir), "--lr", "0.5"])
     assert exit_info.value.code == 1
@@ -411,9 +440,11 @@ def test_missing_dataset_stops_before_the_model_is_built(tmp_path, monkeypatch, 
         (None, '{"bogus": 1}'),
     ],
 )
-def test_a_damaged_run_folder_is_named_in_the_error_not_a_traceback(tmp_path, state, config):
+def test_a_damaged_run_folder_is_named_in_the_error_not_a_traceback(
+    tmp_path, finished, state, config
+):
     run_config = tiny_config(tmp_path, epochs=2)
-    train(tiny_config(tmp_path), verbose=0)
+    copy_of(finished[0], tmp_path)
     run_dir = run_config.run_dir
     if state is not None:
         (run_dir / "state.json").write_text(state)
@@ -427,10 +458,9 @@ def test_a_damaged_run_folder_is_named_in_the_error_not_a_traceback(tmp_path, st
     assert exit_info.value.code == 1
 
 
-def test_a_truncated_checkpoint_is_named_when_resuming(tmp_path):
+def test_a_truncated_checkpoint_is_named_when_resuming(tmp_path, stopped):
     config = tiny_config(tmp_path, epochs=2)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[InterruptAfterEpoch(0)], verbose=0)
+    copy_of(stopped, tmp_path)
     checkpoint = (
         config.run_dir / json.loads((config.run_dir / "state.json").read_text())["checkpoint"]
     )
