@@ -3,33 +3,19 @@
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _run_python(code, *, env_updates=None, remove=()):
-    env = {k: v for k, v in os.environ.items() if k not in remove}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env.update(env_updates or {})
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 # --- The backend ---------------------------------------------------------------------------------
 
 
 def test_importing_the_package_selects_the_jax_backend_by_default():
-    result = _run_python(
+    result = run_python(
         "import keras_resnet, keras; print(keras.backend.backend())",
         remove=("KERAS_BACKEND",),
         env_updates={"JAX_PLATFORMS": "cpu"},
@@ -45,7 +31,7 @@ def test_keras_imported_first_keeps_its_backend_and_the_variable_is_left_alone()
     import keras_resnet
     print(keras.backend.backend(), os.environ.get("KERAS_BACKEND"))
     """
-    result = _run_python(code, env_updates={"KERAS_BACKEND": "torch"})
+    result = run_python(code, env_updates={"KERAS_BACKEND": "torch"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "torch torch"
 
@@ -121,7 +107,7 @@ print("ok")
 
 @pytest.mark.parametrize("backend", ["tensorflow", "torch"])
 def test_the_library_builds_augments_trains_and_saves_on_another_backend(backend):
-    result = _run_python(
+    result = run_python(
         f"import sys; sys.argv[1:] = [{backend!r}]\n{OTHER_BACKEND_CODE}",
         env_updates={"KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""},
     )
@@ -152,7 +138,7 @@ def test_the_opt_out_leaves_the_environment_alone():
     import keras_resnet
     print(sorted(k for k in os.environ if os.environ[k] != before.get(k)))
     """
-    result = _run_python(
+    result = run_python(
         code,
         remove=("XLA_FLAGS", "TF_ENABLE_ONEDNN_OPTS"),
         env_updates={"KERAS_RESNET_KEEP_ENVIRONMENT": "1", "KERAS_BACKEND": "jax"},
@@ -184,7 +170,7 @@ reference = sum(np.einsum("nhwc,co->nhwo", padded[:, i:i + 8, j:j + 8], w[i, j])
                 for i in range(3) for j in range(3))
 print(float(np.abs(np.asarray(conv(x, w)) - reference).max()))
 """
-    result = _run_python(code, remove=("XLA_FLAGS",), env_updates={"JAX_PLATFORMS": "cpu"})
+    result = run_python(code, remove=("XLA_FLAGS",), env_updates={"JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr[-3000:]
     flags, uses_ynnpack, error = result.stdout.strip().splitlines()[-3:]
     assert flags == EIGEN

@@ -5,23 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import run_cli
 from keras import layers
 
-from keras_resnet import RandomCropFlip, build, cli
+from keras_resnet import RandomCropFlip, build
 from keras_resnet.errors import ConfigError
 from keras_resnet.export import export
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
-
-
-def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    """``python -m keras_resnet ARGV`` in-process: (exit code, stdout, stderr)."""
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -47,7 +38,7 @@ def trained_like(tmp_path):
 
 def test_the_saved_model_serves_raw_pixels_as_keras_predicts(capsys, trained_like):
     model, path = trained_like
-    code, out, err = _cli(capsys, "export", str(path))
+    code, out, err = run_cli(capsys, "export", str(path))
     output = path.with_name("model_saved_model")
     assert code == 0, err
     assert f"wrote {output}" in out and "raw 0-255 pixels" in out
@@ -67,7 +58,7 @@ def test_the_onnx_file_serves_raw_pixels_as_keras_predicts(capsys, trained_like)
     import onnxruntime
 
     model, path = trained_like
-    code, out, err = _cli(capsys, "export", str(path), "--format", "onnx")
+    code, out, err = run_cli(capsys, "export", str(path), "--format", "onnx")
     output = path.with_name("model.onnx")
     assert code == 0, err
     assert f"wrote {output}" in out
@@ -87,7 +78,7 @@ def test_an_existing_output_is_kept_unless_overwrite_is_given(capsys, trained_li
     output.mkdir()
     (output / "mine.txt").write_text("keep me")
 
-    code, out, err = _cli(capsys, "export", str(path), "--output", str(output))
+    code, out, err = run_cli(capsys, "export", str(path), "--output", str(output))
     assert code == 2 and out == ""
     assert err.strip() == (
         f"error: --output {str(output)!r} already exists; choose another path, "
@@ -95,7 +86,7 @@ def test_an_existing_output_is_kept_unless_overwrite_is_given(capsys, trained_li
     )
     assert (output / "mine.txt").read_text() == "keep me"
 
-    code, _, err = _cli(capsys, "export", str(path), "--output", str(output), "--overwrite")
+    code, _, err = run_cli(capsys, "export", str(path), "--output", str(output), "--overwrite")
     assert code == 0, err
     assert not (output / "mine.txt").exists()
     assert (output / "saved_model.pb").is_file()
@@ -105,7 +96,7 @@ def test_an_existing_output_is_kept_unless_overwrite_is_given(capsys, trained_li
 def test_a_bad_model_file_ends_export_with_one_line_and_writes_nothing(capsys, tmp_path):
     bad = tmp_path / "BAD.keras"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
-    code, out, err = _cli(capsys, "export", str(bad))
+    code, out, err = run_cli(capsys, "export", str(bad))
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1 and str(bad) in err and "Traceback" not in err
     assert [p.name for p in tmp_path.iterdir()] == ["BAD.keras"]

@@ -4,16 +4,13 @@ On CPU every new tensor shape costs a JAX compile (weight initialisers included)
 only inspect structure build a ``_skeleton`` and forward passes reuse a few models and sizes.
 """
 
-import os
 import re
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from helpers import run_python
 from keras import layers
 
 from keras_resnet import build, get_spec, list_models
@@ -81,21 +78,6 @@ def _paper_counts(n, num_classes=10):
             c_in = width
     trainable += 64 * num_classes + num_classes
     return trainable, trainable + 2 * bn_channels  # + BN moving mean and variance
-
-
-def _run_python(code, *, env_updates=None, remove=(), cwd=None):
-    env = {k: v for k, v in os.environ.items() if k not in remove}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env.update(env_updates or {})
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 # --- Parameter counts --------------------------------------------------------------------------
@@ -542,7 +524,7 @@ def test_a_saved_resnet20_predicts_identically_in_a_fresh_process(tmp_path):
     np.save(tmp_path / "x.npy", x)
     model.save(tmp_path / "resnet20.keras")
     expected = _predict(model, x)
-    result = _run_python(
+    result = run_python(
         """
         import numpy as np
         import keras_resnet  # registers the blocks; load_model keeps safe_mode=True

@@ -15,9 +15,10 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from helpers import run_cli
 from PIL import Image
 
-from keras_resnet import build, cli, saving
+from keras_resnet import build, saving
 from keras_resnet.errors import ModelFileError as RunError
 from keras_resnet.trainer.data import CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES
 
@@ -55,16 +56,6 @@ def image_files(tmp_path_factory) -> dict[str, Path]:
     paths["text"] = folder / "notes.png"
     paths["text"].write_text("not a picture\n")
     return paths
-
-
-def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    """``python -m keras_resnet ARGV`` in-process: (exit code, stdout, stderr)."""
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _assert_one_line_error(err: str, *names: str) -> None:
@@ -178,7 +169,7 @@ def test_a_bad_model_file_ends_the_command_with_one_error_line(
     bad = tmp_path / "BAD.keras"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     extra = ["--synthetic"] if command == "evaluate" else [str(image_files["rgb"])]
-    code, out, err = _cli(capsys, command, str(bad), *extra)
+    code, out, err = run_cli(capsys, command, str(bad), *extra)
     assert code == 1
     assert out == ""
     _assert_one_line_error(err, str(bad))
@@ -188,7 +179,7 @@ def test_a_lambda_model_ends_predict_with_one_error_line(capsys, tmp_path, image
     inputs = keras.Input((32, 32, 3))
     path = tmp_path / "code.keras"
     keras.Model(inputs, keras.layers.Lambda(lambda x: x[:, 0, 0, :1] * 0)(inputs)).save(path)
-    code, _, err = _cli(capsys, "predict", str(path), str(image_files["rgb"]))
+    code, _, err = run_cli(capsys, "predict", str(path), str(image_files["rgb"]))
     assert code == 1
     _assert_one_line_error(err, str(path), "Python code")
 
@@ -196,7 +187,7 @@ def test_a_lambda_model_ends_predict_with_one_error_line(capsys, tmp_path, image
 def test_a_model_that_is_not_a_cifar_classifier_is_refused_naming_it(capsys, tmp_path, image_files):
     path = tmp_path / "backbone.keras"
     build("resnet20", include_top=False, pooling="avg", **TINY).save(path)
-    code, _, err = _cli(capsys, "predict", str(path), str(image_files["rgb"]))
+    code, _, err = run_cli(capsys, "predict", str(path), str(image_files["rgb"]))
     assert code == 1
     _assert_one_line_error(err, str(path), "(None, 8)")
 
@@ -204,21 +195,21 @@ def test_a_model_that_is_not_a_cifar_classifier_is_refused_naming_it(capsys, tmp
 def test_evaluate_refuses_a_negative_seed_and_an_unwritable_output_folder(
     capsys, tmp_path, model_file
 ):
-    code, _, err = _cli(capsys, "evaluate", str(model_file), "--synthetic", "--seed", "-1")
+    code, _, err = run_cli(capsys, "evaluate", str(model_file), "--synthetic", "--seed", "-1")
     assert code == 2
     _assert_one_line_error(err, "--seed", "-1")
 
     blocked = tmp_path / "file"
     blocked.write_text("")
     argv = ["evaluate", str(model_file), "--synthetic", "--output-dir", str(blocked / "out")]
-    code, _, err = _cli(capsys, *argv)
+    code, _, err = run_cli(capsys, *argv)
     assert code == 1
     _assert_one_line_error(err, str(blocked / "out"))
 
 
 def test_predict_classifies_one_three_and_four_channel_pictures(capsys, model_file, image_files):
     paths = [str(image_files[name]) for name in ("rgb", "gray", "rgba")]
-    code, out, err = _cli(capsys, "predict", str(model_file), *paths, "--top", "2")
+    code, out, err = run_cli(capsys, "predict", str(model_file), *paths, "--top", "2")
     assert code == 0, err
     lines = out.strip().splitlines()
     assert [line.split(": ")[0] for line in lines] == paths
@@ -237,7 +228,7 @@ def test_predict_names_a_bad_picture_in_one_error_line(
 ):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4000)  # "big" is 10,000 pixels: a bomb now
     path = str(image_files[name])
-    code, out, err = _cli(capsys, "predict", str(model_file), str(image_files["rgb"]), path)
+    code, out, err = run_cli(capsys, "predict", str(model_file), str(image_files["rgb"]), path)
     assert code == 2  # a user's unreadable picture is bad input, like a bad flag
     assert out == ""  # nothing is predicted until every picture has loaded
     _assert_one_line_error(err, path, reason)

@@ -1,0 +1,37 @@
+"""Helpers several test files share: the CLI in-process, and Python in a fresh process."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from keras_resnet import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``python -m keras_resnet ARGV`` in-process: (exit code, stdout, stderr)."""
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_python(code: str, *, env_updates=None, remove=(), cwd=None) -> subprocess.CompletedProcess:
+    """``python -c CODE`` in a fresh process with this checkout first on its path."""
+    env = {k: v for k, v in os.environ.items() if k not in remove}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.update(env_updates or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
