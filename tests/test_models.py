@@ -5,7 +5,6 @@ only inspect structure build a ``_skeleton`` and forward passes reuse a few mode
 """
 
 import re
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,8 +15,6 @@ from keras import layers
 from keras_resnet import build, get_spec, list_models
 from keras_resnet.blocks import BasicBlock, Bottleneck, PreActBasicBlock
 from keras_resnet.models import parameter_count
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # SPEC.md section 2: (trainable, with BN moving statistics), 10 classes.
 NOTE_COUNTS = {
