@@ -2,7 +2,9 @@
 
 import sys
 
-from keras_resnet.cli import train_main
-
 if __name__ == "__main__":
+    try:
+        from keras_resnet.cli import train_main
+    except KeyboardInterrupt:  # Ctrl-C while the frameworks load: nothing was started
+        sys.exit(130)
     sys.exit(train_main())

@@ -1,5 +1,8 @@
 import sys
 
-from keras_resnet.cli import main
+try:
+    from keras_resnet.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the frameworks load: nothing was started
+    sys.exit(130)
 
 sys.exit(main())

@@ -60,10 +60,14 @@ class StopOnSignal(keras.callbacks.Callback):
         self._wakeup: tuple[int, int] | None = None
 
     def _handle(self, signum, frame):
-        self.signum = signum
+        # Only the first signal raises: a second one, while the first unwinds through native
+        # code or a file is being saved, would abort the process or be printed and lost.
+        first = self.signum is None
+        self.signum = self.signum or signum
         if not self._stepped:
             self._exit(signum)
-        raise Interrupted(signum)
+        if first:
+            raise Interrupted(signum)
 
     def _exit(self, signum: int) -> None:
         if self.exit_message is None:
@@ -85,6 +89,7 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def __enter__(self):
         self._stepped = False
+        self.signum = None
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
             if self.exit_message is not None:
@@ -97,7 +102,9 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def __exit__(self, *exc_info):
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # A program stopping on a signal ignores the next ones while it says how to resume.
+            stopping = self.exit_message is not None and self.signum is not None
+            signal.signal(signum, signal.SIG_IGN if stopping else handler)
         self._previous = {}
         if self._wakeup is not None:
             signal.set_wakeup_fd(-1)
@@ -140,6 +147,8 @@ class StopOnNaN(keras.callbacks.Callback):
 class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
     """ReduceLROnPlateau whose counters survive a restart (Keras resets them in on_train_begin)."""
 
+    STATE_KEYS = ("wait", "best", "cooldown_counter")  # what ``state()`` saves
+
     def __init__(self, state: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.initial_state = state
@@ -147,12 +156,11 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         if self.initial_state:
-            self.wait = self.initial_state["wait"]
-            self.best = self.initial_state["best"]
-            self.cooldown_counter = self.initial_state["cooldown_counter"]
+            for key in self.STATE_KEYS:
+                setattr(self, key, self.initial_state[key])
 
     def state(self) -> dict:
-        return {"wait": self.wait, "best": self.best, "cooldown_counter": self.cooldown_counter}
+        return {key: getattr(self, key) for key in self.STATE_KEYS}
 
 
 # PyTorch's ReduceLROnPlateau, so the notes' schedule cuts where it did. Keras's own is a
@@ -212,6 +220,8 @@ class TorchReduceLROnPlateau(keras.callbacks.Callback):
     whose size lies within float32 rounding of ``eps`` can be decided the other way.
     """
 
+    STATE_KEYS = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch")
+
     def __init__(
         self,
         monitor: str = "loss",
@@ -250,12 +260,7 @@ class TorchReduceLROnPlateau(keras.callbacks.Callback):
             self.load_state(state)
 
     def state(self) -> dict:
-        return {
-            "best": self.best,
-            "num_bad_epochs": self.num_bad_epochs,
-            "cooldown_counter": self.cooldown_counter,
-            "last_epoch": self.last_epoch,
-        }
+        return {key: getattr(self, key) for key in self.STATE_KEYS}
 
     def load_state(self, state: dict) -> None:
         # json writes inf as Infinity and reads it back as a float, so best round-trips.

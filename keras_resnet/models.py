@@ -115,11 +115,25 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _closest(name: str) -> str | None:
+    """The registered name most like ``name``; among equally similar ones, the one with the
+    most characters in the same places (``resnet2O`` is ``resnet20``, not ``resnet32``)."""
+    close = difflib.get_close_matches(name, _REGISTRY, n=len(_REGISTRY))
+    if not close:
+        return None
+
+    def similarity(candidate: str) -> tuple[float, int]:
+        ratio = difflib.SequenceMatcher(None, name, candidate).ratio()
+        return ratio, sum(a == b for a, b in zip(name, candidate, strict=False))
+
+    return max(close, key=similarity)
+
+
 def get_spec(name: str, **overrides) -> ModelSpec:
     """The registered spec for ``name`` with ``overrides`` applied and validated."""
     if not isinstance(name, str) or name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = _closest(str(name))
+        hint = f" Did you mean {close!r}?" if close else ""
         raise ValueError(f"Unknown model {name!r}.{hint} Valid names: {', '.join(list_models())}")
     fields = {f.name for f in dataclasses.fields(ModelSpec)}
     unknown = sorted(set(overrides) - fields)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _missing_class(path: Path, class_name: str) -> str | None:
     """
     try:
         config = json.loads(zipfile.ZipFile(path).read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile):
         return None
     packages = set()
     stack = [config]
@@ -70,11 +71,15 @@ def _missing_class(path: Path, class_name: str) -> str | None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    packages.discard("")
-    if not packages:
-        return None
-    names = " or ".join(sorted(packages))
+    # The file chooses these names: advise importing one only if it could be a package of
+    # Keras layers, never a module of Python's own (``os``, ``subprocess``).
+    plausible = sorted(
+        p for p in packages if p.isidentifier() and p not in sys.stdlib_module_names
+    )
+    if not plausible:
+        return f"it holds the class {class_name!r}, which no imported package registers with Keras"
     return (
-        f"it holds the custom class {class_name!r} of the package {names}, which has not "
-        f"registered it with Keras: `import {sorted(packages)[0]}` before loading it"
+        f"it holds the custom class {class_name!r}, which the file says is of the package "
+        f"{' or '.join(plausible)} and which is not registered with Keras: if you trust the "
+        f"file, `import {plausible[0]}` before loading it"
     )

@@ -233,8 +233,8 @@ def test_a_tfds_data_dir_with_other_datasets_may_receive_cifar10(tmp_path):
     (tmp_path / "mnist" / "3.0.1").mkdir(parents=True)
     (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
     (tmp_path / "downloads").mkdir()
-    tfds_loader.check_data_dir(str(tmp_path))
-    tfds_loader.check_data_dir(str(tmp_path / "new"))
+    tfds_loader.check_data_dir(str(tmp_path), "cifar10")
+    tfds_loader.check_data_dir(str(tmp_path / "new"), "cifar10")
 
 
 # --- synthetic data ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from helpers import run_cli
 from PIL import Image
 
 from keras_resnet import cli, models
@@ -111,6 +112,26 @@ def test_offline_another_dataset_fails_fast_naming_its_host(tmp_path, monkeypatc
     assert not (tmp_path / "tfds").exists()
 
 
+def test_offline_the_messages_name_the_dataset_asked_for_without_tfds_warnings(
+    tmp_path, monkeypatch, capfd
+):
+    import socket
+
+    def no_network(address, timeout=None):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(DataUnavailableError) as info:
+        data.load_dataset("mnist", str(tmp_path / "new"))
+    assert "Could not load mnist" in str(info.value) and "cifar10" not in str(info.value)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("mine")
+    with pytest.raises(DataUnavailableError) as info:
+        data.load_dataset("mnist", str(tmp_path / "mine"))
+    assert "(mnist/<version>/...)" in str(info.value) and "cifar10" not in str(info.value)
+    assert "Variant folder" not in capfd.readouterr().err
+
+
 # --- image folders ------------------------------------------------------------------------
 
 
@@ -147,25 +168,56 @@ def test_mixed_sizes_without_image_size_are_refused_naming_them(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("make", "match"),
+    ("make", "error", "match"),
     [
-        (lambda root: None, "no such folder"),
-        (lambda root: (root / "train").mkdir(parents=True), r"must hold train/ and test/ .*train"),
+        (lambda root: None, ConfigError, "which is not a folder"),
+        (lambda root: root.write_text("x"), ConfigError, "which is not a folder"),
+        (
+            lambda root: (root / "train").mkdir(parents=True),
+            ConfigError,
+            r"must hold train/ and test/ .*train",
+        ),
         (
             lambda root: [
                 (root / s / c).mkdir(parents=True) for s in ("train", "test") for c in "ab"
             ],
+            DataUnavailableError,
             r"train holds no images in class folders",
         ),
     ],
-    ids=["missing", "no_test", "empty"],
+    ids=["missing", "a_file", "no_test", "empty"],
 )
-def test_unusable_folders_are_one_clear_line(tmp_path, make, match):
+def test_unusable_folders_are_one_clear_line(tmp_path, make, error, match):
     root = tmp_path / "mine"
     make(root)
-    with pytest.raises(DataUnavailableError, match=match) as info:
+    with pytest.raises(error, match=match) as info:
         data.load_dataset(f"folder:{root}")
     assert "\n" not in str(info.value)
+    if error is ConfigError:  # the folder named is the flag's value, so the flag is named
+        assert info.value.parameter == "dataset"
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        "../../etc/passwd",
+        "/etc",
+        "cifar10:99.0.0",
+        "cifar10/x=1",
+        "cifar10/no_such_config",
+        "folder:/nonexistent",
+        "folder:/proc/self",
+    ],
+)
+def test_a_bad_dataset_is_one_line_naming_the_flag_and_exit_2(tmp_path, capsys, dataset):
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys, "train", "--model", "resnet8", "--dataset", dataset, "--output-dir", str(run_dir)
+    )
+    assert code == 2, err
+    assert err.startswith("error: --dataset ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and "WARNING" not in err
+    assert not run_dir.exists()
 
 
 def test_one_class_and_unequal_class_folders_are_refused(tmp_path):

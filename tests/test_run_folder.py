@@ -118,8 +118,14 @@ def test_a_valid_state_with_either_plateau_rule_round_trips(tmp_path, plateau):
         ("history", 3, "must be a list of epoch rows, got 3"),
         ("history", [{"epoch": "one"}], "must be a list of epoch rows"),
         ("history", [], "has 0 rows for 1 epochs"),
-        ("plateau", "patient", "must be null or an object of numbers, got 'patient'"),
-        ("plateau", {"wait": "2"}, "must be null or an object of numbers"),
+        ("plateau", "patient", "must be null or the counters of a plateau rule, got 'patient'"),
+        ("plateau", {"wait": "2"}, "must be null or the counters of a plateau rule"),
+        ("plateau", {"evil": 1}, "must be null or the counters of a plateau rule"),
+        (
+            "plateau",
+            {"best": 0.5, "num_bad_epochs": 1.5, "cooldown_counter": 0, "last_epoch": 1},
+            "must be null or the counters of a plateau rule",
+        ),
         ("best", "0.9", "must be a number or null, got '0.9'"),
         ("epochs_done", True, "must be a whole number >= 0, got True"),
         ("seconds", -1, "must be a number >= 0"),
@@ -169,9 +175,12 @@ def test_a_checkpoint_symlinked_out_of_the_run_is_refused_and_kept(stopped, tmp_
     checkpoint = stopped.run_dir / "checkpoints" / "epoch-0001.keras"
     shutil.move(checkpoint, outside)
     checkpoint.symlink_to(outside)
-    with pytest.raises(RunFolderError, match=r"is not a file in .*checkpoints; refusing to use it"):
+    with pytest.raises(
+        RunFolderError,
+        match=r"checkpoints \(it holds the symbolic link epoch-0001.keras\)\. Refusing",
+    ):
         train(stopped, verbose=0)
-    assert outside.is_file()
+    assert outside.is_file() and checkpoint.is_symlink()
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(stopped):
@@ -273,9 +282,9 @@ def test_a_folder_in_place_of_a_run_file_is_named_and_the_run_continues_later(st
     if blocker.exists():
         blocker.unlink()
     blocker.mkdir()
-    with pytest.raises(RunFolderError, match=re.escape(f"{blocker}: a folder is in its place.")):
+    with pytest.raises(RunFolderError, match=re.escape(f"{name} (not a regular file). Refusing")):
         train(stopped, verbose=0)
-    assert hidden_files(stopped.run_dir) == []
+    assert hidden_files(stopped.run_dir) == [] and blocker.is_dir()
     blocker.rmdir()
     run_dir = train(stopped, verbose=0)
     assert (run_dir / name).is_file()
@@ -294,7 +303,8 @@ def test_a_file_in_place_of_checkpoints_is_named_and_a_fresh_run_starts_later(tm
     assert info.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert f"{config.run_dir / 'checkpoints'} is a file, not a folder" in err
+    assert f"{config.run_dir} holds files that no keras_resnet run wrote (it has no " in err
+    assert (config.run_dir / "checkpoints").read_text() == "not a folder"
     (config.run_dir / "checkpoints").unlink()
     assert state_of(train(config, verbose=0))["finished"]
 
@@ -338,7 +348,7 @@ def test_a_huge_learning_rate_ends_diverged_with_nothing_saved(tmp_path, capsys)
         f"No epoch had finished, so no model was saved in {config.run_dir}. Try a lower --lr "
         "with --overwrite or another --output-dir."
     )
-    assert sorted(p.name for p in config.run_dir.iterdir()) == [".lock", "config.json"]
+    assert sorted(p.name for p in config.run_dir.iterdir()) == ["config.json"]
 
 
 def test_a_warm_up_or_milestone_beyond_the_run_is_warned_about_naming_the_numbers(capsys):
@@ -374,7 +384,7 @@ def test_an_overwrite_killed_in_its_first_epoch_leaves_nothing_of_the_old_run(st
     new = tiny_config(stopped.run_dir.parent, lr=0.05)
     with pytest.raises(KeyboardInterrupt):
         train(new, overwrite=True, callbacks=[InterruptAt(0, batch=0)], verbose=0)
-    assert sorted(p.name for p in stopped.run_dir.iterdir()) == [".lock", "config.json"]
+    assert sorted(p.name for p in stopped.run_dir.iterdir()) == ["config.json"]
     capsys.readouterr()
     train(new, verbose=0)  # the same settings, without --overwrite
     assert "Resuming" not in capsys.readouterr().out
@@ -401,22 +411,28 @@ def test_a_second_trainer_on_a_locked_folder_gets_one_line_and_exit_1(stopped, c
 def test_temporary_files_and_orphaned_checkpoints_are_removed_on_the_next_start(stopped):
     run_dir = stopped.run_dir
     leftovers = [
-        run_dir / ".model-a1b2.keras",
-        run_dir / ".state-x9.json",
-        run_dir / ".history-q.csv",
-        run_dir / "checkpoints" / ".epoch-0002-zz.keras",
+        run_dir / ".model-a1b2c3d4.keras",
+        run_dir / ".state-x9_k0m1n.json",
+        run_dir / ".history-qqqqqqqq.csv",
+        run_dir / ".write-test-2b4d6f8h",
+        run_dir / "checkpoints" / ".epoch-0002-zz00zz00.keras",
         run_dir / "checkpoints" / "epoch-0000.keras",
     ]
     for path in leftovers:
         path.write_bytes(b"half")
-    (run_dir / ".replaced-k3").mkdir()
-    (run_dir / ".replaced-k3" / "state.json").write_text("{}")
-    keep = run_dir / "notes.txt"
-    keep.write_text("mine")
+    (run_dir / ".replaced-k3l4m5n6").mkdir()
+    (run_dir / ".replaced-k3l4m5n6" / "state.json").write_text("{}")
+    # Only what a run leaves: names like them, but not of that form, are the user's.
+    keep = [run_dir / "notes.txt", run_dir / ".model-backup.keras", run_dir / ".replaced-mine"]
+    for path in keep:
+        path.write_text("mine")
+    (run_dir / ".replaced-abcdefgh").mkdir()
+    (run_dir / ".replaced-abcdefgh" / "thesis.tex").write_text("mine")
     train(stopped, verbose=0)
-    assert hidden_files(run_dir) == []
+    assert hidden_files(run_dir) == [".model-backup.keras", ".replaced-abcdefgh", ".replaced-mine"]
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-0002.keras"]
-    assert keep.read_text() == "mine"
+    keep.append(run_dir / ".replaced-abcdefgh" / "thesis.tex")
+    assert all(path.read_text() == "mine" for path in keep)
 
 
 def test_run_files_get_the_mode_the_umask_implies(tmp_path):

@@ -147,7 +147,7 @@ def test_a_custom_layer_of_a_package_not_imported_names_the_import(tmp_path, mon
     with pytest.raises(RunError) as info:
         saving.load_model(path)
     message = str(info.value)
-    assert "custom class 'Doubler' of the package elsewhere" in message
+    assert "custom class 'Doubler', which the file says is of the package elsewhere" in message
     assert "`import elsewhere` before loading it" in message
     assert "\n" not in message
 

@@ -15,6 +15,8 @@ import numbers
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.errors import ConfigError
 from keras_resnet.models import downsampling, get_spec, layer_depth
@@ -292,6 +294,23 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Rates and decays reach the optimizer as float32: a smaller one would silently become 0.
+FLOAT32 = np.finfo(np.float32)
+
+
+def _is_rate(value, positive: bool = True) -> bool:
+    """A number float32 holds as it is: 0 (unless ``positive``) or from its smallest normal
+    value to its largest."""
+    if not _is_number(value) or value < 0:
+        return False
+    return (value == 0 and not positive) or FLOAT32.tiny <= value <= FLOAT32.max
+
+
+def _rate_reason(value, positive: bool = True) -> str:
+    lowest = "a positive number" if positive else "0 or a number"
+    return f"must be {lowest} from {FLOAT32.tiny:.3g} to {FLOAT32.max:.3g} (float32), got {value!r}"
+
+
 def _require(condition: bool, parameter: str, reason: str) -> None:
     if not condition:
         raise ConfigError(parameter, reason)
@@ -309,26 +328,17 @@ def _check(c: TrainConfig) -> None:
     for name in ("nesterov", "flip_tta", "synthetic"):
         value = getattr(c, name)
         _require(isinstance(value, bool), name, f"must be True or False, got {value!r}")
-    _require(_is_number(c.lr) and c.lr > 0, "lr", f"must be a positive number, got {c.lr!r}")
+    _require(_is_rate(c.lr), "lr", _rate_reason(c.lr))
     _require(
         _is_number(c.momentum) and 0 <= c.momentum < 1,
         "momentum",
         f"must be in [0, 1), got {c.momentum!r}",
     )
+    for name in ("weight_decay", "min_lr", "warmup_lr"):
+        value = getattr(c, name)
+        _require(_is_rate(value, positive=False), name, _rate_reason(value, positive=False))
     _require(
-        _is_number(c.weight_decay) and c.weight_decay >= 0,
-        "weight_decay",
-        f"must be a non-negative number, got {c.weight_decay!r}",
-    )
-    _require(
-        _is_number(c.min_lr) and 0 <= c.min_lr < c.lr,
-        "min_lr",
-        f"must be at least 0 and below lr ({c.lr!r}), got {c.min_lr!r}",
-    )
-    _require(
-        _is_number(c.warmup_lr) and c.warmup_lr >= 0,
-        "warmup_lr",
-        f"must be a non-negative number, got {c.warmup_lr!r}",
+        c.min_lr < c.lr, "min_lr", f"must be below lr ({c.lr!r}), got {c.min_lr!r}"
     )
     _require(
         _is_number(c.lr_factor) and 0 < c.lr_factor < 1,

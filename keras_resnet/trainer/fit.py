@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from keras_resnet.callbacks import (
     StopOnSignal,
     TorchReduceLROnPlateau,
 )
-from keras_resnet.errors import ConfigError, DivergedError
+from keras_resnet.errors import ConfigError, DivergedError, RunFolderError
 from keras_resnet.losses import SmoothedSparseCrossentropy
 from keras_resnet.models import build, downsampling, get_spec
 from keras_resnet.optimizers import TorchSGD
@@ -37,7 +38,7 @@ from keras_resnet.trainer.callbacks import (
 )
 from keras_resnet.trainer.config import DATA_NORMALIZATION, NORMALIZATIONS, TrainConfig
 from keras_resnet.trainer.evaluation import evaluate
-from keras_resnet.trainer.run_folder import ResumeState, RunFolder
+from keras_resnet.trainer.run_folder import CONFIG, ResumeState, RunFolder
 
 
 def load_data(config: TrainConfig) -> cifar.Dataset:
@@ -53,7 +54,26 @@ def load_data(config: TrainConfig) -> cifar.Dataset:
             f"{config.dataset} is over --max-memory-gb {config.max_memory_gb:g}: its images are "
             "decoded batch by batch as training reads them."
         )
-    return cifar.subset(source, config.train_size, config.val_size)
+    data = cifar.subset(source, config.train_size, config.val_size)
+    if config.batch_size > len(data.train):
+        raise ConfigError(
+            "batch_size",
+            f"must be at most the {len(data.train)} training images, got {config.batch_size}",
+        )
+    return data
+
+
+def check_temporary_folder() -> None:
+    """Refuse to start without a writable temporary folder (a full disk, ``ulimit -f 0``):
+    TensorFlow's import needs one, and would fail deep inside it."""
+    try:
+        tempfile.gettempdir()
+    except FileNotFoundError as error:
+        raise RunFolderError(
+            f"{error.strerror}: every folder tried ({error.filename}) refused a small test "
+            "file. Free some disk space or raise the file-size limit (ulimit -f), or set TMPDIR "
+            "to a writable folder"
+        ) from None
 
 
 def learning_rate(
@@ -198,14 +218,30 @@ def train(
     Seeds, the dtype policy and the distribution are restored when it returns.
     """
     environment.require_trainer_backend()
-    with process_settings(config.seed, config.precision):
-        topology = topology or distributed.setup()
-        distributed.check_batch_size(config.batch_size, topology)
-        # Before the run folder is made, so that a refused run leaves no empty folder behind.
-        data = load_data(config)
-        run = RunFolder(config.run_dir, write=topology.is_chief)
-        with run.locked():
-            return _train(config, data, run, overwrite, topology, callbacks, verbose)
+    check_temporary_folder()
+    run = RunFolder(config.run_dir)
+    stop_on_signal = StopOnSignal(exit_message=lambda: interrupted(run))
+    try:
+        with stop_on_signal, process_settings(config.seed, config.precision):
+            topology = topology or distributed.setup()
+            distributed.check_batch_size(config.batch_size, topology)
+            # Before the run folder is made, so that a refused run leaves no empty folder.
+            data = load_data(config)
+            run.write = topology.is_chief
+            with run.locked():
+                return _train(
+                    config, data, run, overwrite, topology, [*callbacks, stop_on_signal], verbose
+                )
+    except KeyboardInterrupt:
+        print(interrupted(run))
+        raise
+
+
+def interrupted(run: RunFolder) -> str:
+    """What a stopped run says: what is saved, read from the disk, and how to go on."""
+    if not (run.path / CONFIG).is_file():
+        return f"\nInterrupted before the run began; nothing was written to {run}."
+    return f"\nInterrupted. {run.kept()} Resume with: python train.py --resume {run}"
 
 
 def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
@@ -266,13 +302,7 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
             verbose=1,
         )
 
-    def interrupted() -> str:
-        return (
-            f"\nInterrupted. {state.epochs_done} finished epoch(s) are saved in {run}. "
-            f"Resume with: python train.py --resume {run}"
-        )
-
-    stop_on_signal, stop_on_nan = StopOnSignal(exit_message=interrupted), StopOnNaN()
+    stop_on_nan = StopOnNaN()
     log_tensorboard = config.tensorboard and run.write
     fit_callbacks = [
         SetEpoch(train_batches),
@@ -283,23 +313,17 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
         *(tensorboard.callbacks(run.tensorboard_dir, train_batches) if log_tensorboard else []),
         *([plateau] if plateau else []),
         Checkpoint(run, plateau, monitor, state),
-        *callbacks,
-        stop_on_signal,  # last: a finished epoch is saved before it stops
+        *callbacks,  # StopOnSignal last: a finished epoch is saved before it stops
     ]
     started = time.time()
-    try:
-        with stop_on_signal:
-            model.fit(
-                train_batches,
-                epochs=config.epochs,
-                initial_epoch=state.epochs_done,
-                shuffle=False,  # CifarBatches shuffles from (seed, epoch); Keras's would not resume
-                callbacks=fit_callbacks,
-                verbose=0 if config.log_format == "note" else verbose,  # no "Epoch 1/50"
-            )
-    except KeyboardInterrupt:
-        print(interrupted())
-        raise
+    model.fit(
+        train_batches,
+        epochs=config.epochs,
+        initial_epoch=state.epochs_done,
+        shuffle=False,  # CifarBatches shuffles from (seed, epoch); Keras's would not resume
+        callbacks=fit_callbacks,
+        verbose=0 if config.log_format == "note" else verbose,  # no "Epoch 1/50"
+    )
     state.seconds += time.time() - started
     if stop_on_nan.stopped_at:
         epoch, batch = stop_on_nan.stopped_at

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -32,17 +34,17 @@ def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     is used. Images above ``PIL.Image.MAX_IMAGE_PIXELS`` are refused as decompression bombs.
     """
     height, width = size
+    check_file(path)
     try:
-        with Image.open(path) as img:
-            img.load()  # PIL decodes lazily: force it here so truncation is caught here
-            rgb = _to_rgb(ImageOps.exif_transpose(img))
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it: refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()  # PIL decodes lazily: force it here so truncation is caught here
+                rgb = _to_rgb(ImageOps.exif_transpose(img))
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read") from None
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{path}: too large to open safely ({exc})") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         # PIL's decoders report damaged data with any of these.
@@ -50,6 +52,18 @@ def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     # reducing_gap shrinks large images with a box filter first: fast and alias-free.
     resized = rgb.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
     return np.asarray(resized, dtype=np.uint8)
+
+
+def check_file(path: str | os.PathLike) -> None:
+    """Refuse what is not a regular file before opening it: reading a named pipe or a device
+    would wait forever."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, not an image")
+    if not path.is_file():
+        raise ImageError(f"{path}: not a regular file (a pipe or a device?)")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

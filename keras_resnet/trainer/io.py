@@ -11,12 +11,16 @@ from pathlib import Path
 
 import keras
 
+# tempfile's random names: eight of these characters.
+RANDOM_PART = "[a-z0-9_]" * 8
+
 
 def temporary_glob(path: str | os.PathLike) -> str:
     """The glob pattern of the temporary files ``atomic_path`` makes for ``path``, so that a
-    later start can find the ones a killed process left behind."""
+    later start can find the ones a killed process left behind, and only those: a user's own
+    ``.config-old.json`` does not match."""
     path = Path(path)
-    return f".{path.stem}-*{path.suffix}"
+    return f".{path.stem}-{RANDOM_PART}{path.suffix}"
 
 
 @contextlib.contextmanager

@@ -7,12 +7,19 @@ and renamed into place, so a crash leaves the previous version, never half of a 
 temporary files a killed process leaves are removed on the next start. One trainer at a time
 holds the folder's lock. A write that fails (a full disk, a folder in a file's place) ends the
 run with one ``RunFolderError`` naming the path, and loses nothing already saved.
+
+Only what a run wrote is ever replaced or deleted. A run is known by its ``config.json``, which
+says it was written by keras_resnet; a folder holding anything else under a run's names (a
+user's own ``config.json`` or ``model.keras``, a symbolic link, a folder where a file goes) is
+refused before anything in it is touched, with or without ``--overwrite``, so ``--output-dir .``
+in a project of one's own is safe. No link is followed out of the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import math
@@ -20,6 +27,7 @@ import numbers
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +35,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_resnet.callbacks import ResumableReduceLROnPlateau, TorchReduceLROnPlateau
 from keras_resnet.errors import ConfigError, DivergedError, RunFolderError
 from keras_resnet.saving import load_model
 from keras_resnet.trainer import io, reports
@@ -44,10 +53,22 @@ CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 CHECKPOINT = re.compile(rf"{CHECKPOINTS}/epoch-(\d{{4,}})\.keras")  # as state.json names one
 LOCK = ".lock"
-WRITE_TEST = ".write-test"
+WRITE_TEST = ".write-test-"  # prefix of the empty file that shows the folder is writable
 TRASH = ".replaced-"  # prefix of the folder an old run's files are moved into before deletion
 # The files of one run, state.json first: once it is gone the rest no longer looks resumable.
 RUN_FILES = (STATE, CONFIG, METRICS, HISTORY, MODEL, BEST, CURVES, CONFUSION)
+RUN_FOLDERS = (CHECKPOINTS, TENSORBOARD)
+# What a run has written before its first epoch ends: without state.json, nothing else of it
+# is worth keeping.
+STARTED = (CONFIG, TENSORBOARD, BEST)
+# config.json's mark: only a folder whose config.json carries it is a run of ours.
+WRITTEN_BY = ("written_by", "keras_resnet")
+TENSORBOARD_EVENTS = "events.out.tfevents.*"
+# The counters each plateau rule saves in state.json, by schedule.
+PLATEAU_STATES = {
+    "plateau": ResumableReduceLROnPlateau.STATE_KEYS,
+    "torch_plateau": TorchReduceLROnPlateau.STATE_KEYS,
+}
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
@@ -77,11 +98,14 @@ def _is_history_row(row) -> bool:
 
 
 def _is_plateau_state(value) -> bool:
-    # Either plateau rule's counters (Keras's {wait, best, cooldown_counter}, PyTorch's
-    # {best, num_bad_epochs, cooldown_counter, last_epoch}): names to numbers. ``best`` starts
-    # at an infinity, which json writes and reads back, so only NaN is refused.
-    return isinstance(value, dict) and all(
-        isinstance(k, str) and _is_number(v) and not math.isnan(v) for k, v in value.items()
+    # Either plateau rule's counters, exactly: ``best`` a number (it starts at an infinity,
+    # which json writes and reads back, so only NaN is refused), the others counts.
+    return (
+        isinstance(value, dict)
+        and any(set(value) == set(keys) for keys in PLATEAU_STATES.values())
+        and _is_number(value["best"])
+        and not math.isnan(value["best"])
+        and all(_is_int(v) and v >= 0 for k, v in value.items() if k != "best")
     )
 
 
@@ -96,7 +120,10 @@ STATE_SCHEMA: dict[str, tuple[str, Callable[[object], bool]]] = {
         "a positive number or null",
         lambda v: v is None or (_is_finite(v) and v > 0),
     ),
-    "plateau": ("null or an object of numbers", lambda v: v is None or _is_plateau_state(v)),
+    "plateau": (
+        "null or the counters of a plateau rule",
+        lambda v: v is None or _is_plateau_state(v),
+    ),
     "history": (
         "a list of epoch rows",
         lambda v: isinstance(v, list) and all(_is_history_row(row) for row in v),
@@ -195,8 +222,9 @@ class RunFolder:
     def check_writable(self) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            io.write_text(self.path / WRITE_TEST, "")
-            (self.path / WRITE_TEST).unlink()
+            fd, probe = tempfile.mkstemp(prefix=WRITE_TEST, dir=self.path)
+            os.close(fd)
+            os.unlink(probe)
         except (OSError, ValueError) as error:  # ValueError: a path with a NUL byte
             reason = getattr(error, "strerror", None) or str(error)
             raise RunFolderError(
@@ -207,28 +235,75 @@ class RunFolder:
     def locked(self) -> Iterator[None]:
         """Hold the folder's lock for a whole run, so that a second trainer started on it is
         refused instead of mixing its files with ours. The lock goes with the process, however
-        it ends. Only the writing process locks: the others of a multi-host run only read."""
+        it ends, and its file when the run ends; a run refused before it wrote anything leaves
+        no folder either. Only the writing process locks: the others of a multi-host run only
+        read."""
         if not self.write:
             yield
             return
+        created = not self.path.exists()
         self.check_writable()
-        with open(self.path / LOCK, "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.seek(0)
-                holder = lock.read().strip() or "unknown"
-                raise RunFolderError(
-                    f"{self.path} is in use by another training run (process {holder}); wait "
-                    "for it to end, or use another --output-dir"
-                ) from None
-            lock.truncate(0)
-            lock.write(f"{os.getpid()}\n")
-            lock.flush()
+        try:
+            fd = self._take_lock()
             try:
                 yield
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                self._release_lock(fd)
+        finally:
+            if created:
+                with contextlib.suppress(OSError):  # not empty: the run wrote something
+                    self.path.rmdir()
+
+    def _take_lock(self) -> int:
+        """Lock ``.lock`` (never through a symbolic link, never a file of someone else's) and
+        write our process id into it; retried when the holder removed it as we opened it."""
+        path = self.path / LOCK
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            except OSError as error:
+                why = "a symbolic link" if error.errno == errno.ELOOP else error.strerror
+                raise RunFolderError(
+                    f"cannot use {path} as the run's lock: {why}. Remove it, or use another "
+                    "--output-dir"
+                ) from None
+            holder = os.pread(fd, 64, 0)
+            if not stat.S_ISREG(os.fstat(fd).st_mode) or not re.fullmatch(rb"\d*\n?", holder):
+                os.close(fd)
+                raise RunFolderError(
+                    f"{path} is not a lock file of keras_resnet (it holds something else); "
+                    "refusing to replace it. Move it away, or use another --output-dir"
+                )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunFolderError(
+                    f"{self.path} is in use by another training run (process "
+                    f"{holder.decode().strip() or 'unknown'}); wait for it to end, or use "
+                    "another --output-dir"
+                ) from None
+            if self._is_lock(fd):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                return fd
+            os.close(fd)
+        raise RunFolderError(f"could not lock {path}: other processes keep replacing it")
+
+    def _is_lock(self, fd: int) -> bool:
+        """Whether ``fd`` is still the file named ``.lock`` (its holder may have removed it)."""
+        try:
+            return os.path.samestat(os.fstat(fd), os.lstat(self.path / LOCK))
+        except FileNotFoundError:
+            return False
+
+    def _release_lock(self, fd: int) -> None:
+        # Removed while still locked, so that no other trainer can lock a file being removed.
+        try:
+            if self._is_lock(fd):
+                os.unlink(self.path / LOCK)
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def _writing(self, path: Path) -> Iterator[None]:
@@ -252,10 +327,66 @@ class RunFolder:
     def read_config(self) -> TrainConfig:
         """The settings the run was started with, checked as strictly as new ones."""
         path = self.path / CONFIG
+        data = _read_json(path)
+        data.pop(WRITTEN_BY[0], None)
         try:
-            return TrainConfig.from_json(_read_json(path))
+            return TrainConfig.from_json(data)
         except (TypeError, ConfigError) as error:
             raise RunFolderError(f"{path} is damaged ({error}). {recovery(self.path)}.") from error
+
+    def _is_ours(self) -> bool:
+        """Whether ``config.json`` was written by a run: it carries our mark, or (written before
+        the mark) holds nothing but settings of a run."""
+        try:
+            data = _read_json(self.path / CONFIG)
+        except RunFolderError:
+            return False
+        key, value = WRITTEN_BY
+        if key in data:
+            return data[key] == value
+        settings = {f.name for f in dataclasses.fields(TrainConfig)}
+        return {"model", "epochs", "batch_size", "lr"} <= set(data) <= settings
+
+    def _refuse_foreign(self) -> None:
+        """Refuse the folder, before anything in it is read or touched, when it holds entries
+        under a run's names that no run of ours wrote, naming them."""
+        present = [
+            name for name in (*RUN_FILES, *RUN_FOLDERS) if os.path.lexists(self.path / name)
+        ]
+        if not present:
+            return
+        if self._is_ours():
+            foreign, reason = [f"{n} ({why})" for n in present if (why := self._not_ours(n))], ""
+        else:
+            foreign, reason = present, f" (it has no {CONFIG} of a keras_resnet run)"
+        if foreign:
+            raise RunFolderError(
+                f"{self.path} holds files that no keras_resnet run wrote{reason}: "
+                f"{', '.join(foreign)}. Refusing to replace them, with or without --overwrite: "
+                "move them away, or use another --output-dir"
+            )
+
+    def _not_ours(self, name: str) -> str | None:
+        """Why the entry ``name`` of a run of ours cannot be its own, or None."""
+        path = self.path / name
+        if path.is_symlink():
+            return "a symbolic link"
+        if name not in RUN_FOLDERS:
+            return None if path.is_file() else "not a regular file"
+        if not path.is_dir():
+            return "not a folder"
+        for folder, subfolders, files in os.walk(path):
+            inside = Path(folder)
+            for entry in [*subfolders, *files]:
+                if (inside / entry).is_symlink():
+                    return f"it holds the symbolic link {entry}"
+            if name == CHECKPOINTS:
+                if subfolders or not all(_is_checkpoint_file(inside / f) for f in files):
+                    return "it holds files that are not checkpoints"
+                break
+            if not all(Path(f).match(TENSORBOARD_EVENTS) for f in files):
+                return "it holds files that are not TensorBoard logs"
+        return None
 
     # Starting and resuming.
     def read_state(self) -> ResumeState | None:
@@ -270,14 +401,30 @@ class RunFolder:
         unfinished run of the same settings is continued, so that the same command, run again
         after a crash, goes on where it stopped (also with ``--overwrite``).
         """
+        self._refuse_foreign()
         try:
             state = self.read_state()
             changed = self.read_config().changed_settings(config) if state else {}
+            if state and state.plateau and set(state.plateau) != set(
+                PLATEAU_STATES.get(config.schedule, ())
+            ):
+                raise RunFolderError(
+                    f"{self.path / STATE} is damaged (field 'plateau' holds the counters of "
+                    f"another schedule than {config.schedule}). {recovery(self.path)}."
+                )
         except RunFolderError:
             if overwrite:
                 return None
             raise
         if state is None:
+            lost = [n for n in RUN_FILES if n not in STARTED and (self.path / n).exists()]
+            lost += [f"{CHECKPOINTS}/{p.name}" for p in self._checkpoints()]
+            if lost and not overwrite:
+                raise RunFolderError(
+                    f"{self.path} holds a run whose {STATE} is missing ({', '.join(lost)}), "
+                    "so it cannot be continued. Use --overwrite to replace it, or another "
+                    "--output-dir."
+                )
             return None
         finished = state.finished and state.epochs_done >= config.epochs
         if overwrite and (changed or state.finished):
@@ -298,32 +445,30 @@ class RunFolder:
         return state
 
     def start(self, config: TrainConfig) -> None:
-        """Begin a fresh run of ``config``: any earlier run's files go first, so that nothing
-        of it (a state.json above all) can be mistaken for this run's, then config.json."""
+        """Begin a fresh run of ``config`` where ``resume_state`` found none to continue: the
+        earlier run's files (all ours: it checked) go first, state.json first, so that nothing
+        of it can be mistaken for this run's; then config.json, with our mark."""
         if not self.write:
             return
         trash = None
-        for path in self._run_files():
-            with self._writing(path):
-                trash = trash or Path(tempfile.mkdtemp(prefix=TRASH, dir=self.path))
-                path.rename(trash / path.name)
+        for name in (*RUN_FILES, *RUN_FOLDERS):  # a new run's curves must not join the old's
+            path = self.path / name
+            if os.path.lexists(path):
+                with self._writing(path):
+                    trash = trash or Path(tempfile.mkdtemp(prefix=TRASH, dir=self.path))
+                    path.rename(trash / name)
         if trash:
             print(f"Replacing the run in {self.path}.")
         self._remove_leftovers(keep=None)
         with self._writing(self.path / CONFIG):
-            io.write_json(self.path / CONFIG, config.to_json())
+            io.write_json(self.path / CONFIG, dict([WRITTEN_BY]) | config.to_json())
 
-    def _run_files(self) -> Iterator[Path]:
-        """The files of a run here, state.json first; a checkpoints/ of someone else's files
-        is left alone."""
-        for name in RUN_FILES:
-            if (self.path / name).exists():
-                yield self.path / name
+    def _checkpoints(self) -> list[Path]:
+        """The saved epochs in ``checkpoints/`` (not the temporary files)."""
         folder = self.path / CHECKPOINTS
-        if folder.is_dir() and all(_is_checkpoint_file(p) for p in folder.iterdir()):
-            yield folder
-        if (self.path / TENSORBOARD).is_dir():  # a new run's curves must not join the old's
-            yield self.path / TENSORBOARD
+        if not folder.is_dir():
+            return []
+        return [p for p in folder.glob("epoch-*.keras") if CHECKPOINT.fullmatch(_relative(p))]
 
     def _remove_leftovers(self, keep: str | None) -> None:
         """Delete what killed runs leave: temporary files, the folders of a replaced run, and
@@ -332,17 +477,15 @@ class RunFolder:
         if not self.write:
             return
         folder = self.path / CHECKPOINTS
-        leftovers = [self.path / WRITE_TEST, *self.path.glob(f"{TRASH}*")]
+        leftovers = [
+            *self.path.glob(WRITE_TEST + io.RANDOM_PART),
+            *(p for p in self.path.glob(TRASH + io.RANDOM_PART) if _is_trash(p)),
+        ]
         for name in RUN_FILES:
             leftovers += self.path.glob(io.temporary_glob(name))
         if folder.is_dir():
             leftovers += folder.glob(io.temporary_glob("epoch-*.keras"))
-            leftovers += [
-                p
-                for p in folder.glob("epoch-*.keras")
-                if CHECKPOINT.fullmatch(f"{CHECKPOINTS}/{p.name}")
-                and f"{CHECKPOINTS}/{p.name}" != keep
-            ]
+            leftovers += [p for p in self._checkpoints() if _relative(p) != keep]
         for path in leftovers:
             with self._writing(path):
                 if path.is_dir() and not path.is_symlink():
@@ -351,15 +494,10 @@ class RunFolder:
                     path.unlink(missing_ok=True)
 
     def load_checkpoint(self, state: ResumeState, expected: keras.Model) -> keras.Model:
-        """The checkpoint ``state`` names, refused unless it is a file inside this run's
-        ``checkpoints/`` (no symlink out of it) holding ``expected``'s architecture."""
+        """The checkpoint ``state`` names (a file of this run's ``checkpoints/``, which
+        ``resume_state`` checked holds no link out), refused unless it holds ``expected``'s
+        architecture."""
         path = self.path / state.checkpoint
-        folder = self.path.resolve() / CHECKPOINTS
-        if path.is_symlink() or path.resolve().parent != folder:
-            raise RunFolderError(
-                f"{path} (named in {self.path / STATE}) is not a file in {folder}; refusing to "
-                f"use it. {recovery(self.path)}."
-            )
         model = load_model(path)
         shapes = [tuple(w.shape) for w in model.weights]
         if model.name != expected.name or shapes != [tuple(w.shape) for w in expected.weights]:
@@ -486,15 +624,35 @@ def evaluation_paths(model_path: Path, output_dir: Path | None) -> tuple[Path, P
     )
 
 
+def _relative(checkpoint: Path) -> str:
+    """A checkpoint's name as state.json gives it."""
+    return f"{CHECKPOINTS}/{checkpoint.name}"
+
+
 def _is_checkpoint_file(path: Path) -> bool:
-    name = f"{CHECKPOINTS}/{path.name}"
-    return CHECKPOINT.fullmatch(name) is not None or path.match(io.temporary_glob("epoch-*.keras"))
+    return CHECKPOINT.fullmatch(_relative(path)) is not None or path.match(
+        io.temporary_glob("epoch-*.keras")
+    )
+
+
+def _is_trash(path: Path) -> bool:
+    """Whether ``path`` is a folder ``start`` moved an old run's files into (and nothing else)."""
+    names = (*RUN_FILES, *RUN_FOLDERS)
+    return (
+        path.is_dir()
+        and not path.is_symlink()
+        and all(entry.name in names for entry in path.iterdir())
+    )
 
 
 def _read_json(path: Path) -> dict:
     """A run folder's JSON file, or a RunFolderError naming it when it is missing or damaged."""
     try:
         data = json.loads(path.read_text())
+    except RecursionError:
+        raise RunFolderError(
+            f"{path} is damaged (nested too deeply to read). {recovery(path.parent)}."
+        ) from None
     except (OSError, ValueError) as error:
         raise RunFolderError(f"cannot read {path}: {error}. {recovery(path.parent)}.") from error
     if not isinstance(data, dict):

@@ -122,13 +122,15 @@ def load_folder(
     where = f"{FOLDER}{root}"
     folder = Path(root)
     if not folder.is_dir():
-        raise DataUnavailableError(f"{where}: no such folder")
+        raise ConfigError("dataset", f"is {where}, which is not a folder")
     test_folder = next((folder / t for t in TEST_FOLDERS if (folder / t).is_dir()), None)
     if not (folder / "train").is_dir() or test_folder is None:
         found = sorted(p.name for p in folder.iterdir())
-        raise DataUnavailableError(
-            f"{where} must hold train/ and test/ (or val/), each with one folder of images per "
-            f"class; found {', '.join(found) or 'nothing'}"
+        raise ConfigError(
+            "dataset",
+            f"is {where}, which must hold train/ and test/ (or val/), each with one folder of "
+            f"images per class; found {', '.join(found[:10]) or 'nothing'}"
+            + (f" and {len(found) - 10} more" if len(found) > 10 else ""),
         )
     train_files, train_labels, names = _list_split(folder / "train", None)
     if len(names) < 2:

@@ -1,10 +1,12 @@
 """A tfds image-classification dataset read once into uint8 arrays (CIFAR-10 is 150 MB), with
 the checks that make a missing dataset fail in seconds and leave a foreign data_dir alone."""
 
+import contextlib
 import socket
 import threading
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +27,15 @@ def _is_tfds_folder(path: Path) -> bool:
     return any(path.glob("*/dataset_info.json")) or any(path.glob("*/*/dataset_info.json"))
 
 
-def check_data_dir(data_dir: str) -> None:
-    """Refuse a ``data_dir`` that tfds would have to write into but that is not tfds's:
-    a file, or a folder holding anything other than tfds datasets. Missing or empty is fine."""
+def check_data_dir(data_dir: str, name: str) -> None:
+    """Refuse a ``data_dir`` that tfds would have to write into for the dataset ``name`` but
+    that is not tfds's: a file, or a folder holding anything other than tfds datasets. Missing
+    or empty is fine."""
     path = Path(data_dir)
     if path.exists() and not path.is_dir():
         raise DataUnavailableError(
             f"data_dir={data_dir!r} is a file, not a folder: pass the folder that holds "
-            "the dataset's folder (cifar10/, ...)"
+            f"the dataset's folder ({name}/)"
         )
     if not path.is_dir():
         return
@@ -46,8 +49,8 @@ def check_data_dir(data_dir: str) -> None:
             f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         )
         raise DataUnavailableError(
-            f"data_dir={data_dir!r} does not hold a tfds layout (cifar10/3.0.2/...), so nothing "
-            f"was downloaded into it; found {shown}. Pass the folder that holds cifar10/ "
+            f"data_dir={data_dir!r} does not hold a tfds layout ({name}/<version>/...), so "
+            f"nothing was downloaded into it; found {shown}. Pass the folder that holds {name}/ "
             "(the one given to tfds.load as data_dir), or an empty or new folder to download into."
         )
 
@@ -95,8 +98,22 @@ def _prepare_check(builder, data_dir: str | None) -> None:
     if builder.is_prepared():
         return
     if data_dir is not None:
-        check_data_dir(data_dir)
+        check_data_dir(data_dir, builder.info.name)
     check_reachable(download_url(builder))
+
+
+@contextlib.contextmanager
+def _without_tfds_warnings() -> Iterator[None]:
+    """Hide the warnings tfds logs while it looks for a dataset that is not prepared yet
+    ("Variant folder ... has no dataset_info.json"): our own message says what is missing."""
+    from absl import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def _tfds_builder(name: str, data_dir: str | None):
@@ -109,6 +126,13 @@ def _tfds_builder(name: str, data_dir: str | None):
         raise ConfigError(
             "dataset",
             f"{name!r} is neither a tfds dataset (see tfds.list_builders()) nor {FOLDER}PATH",
+        ) from None
+    except (ValueError, AssertionError, TypeError) as error:  # a bad /config, :version, kwargs
+        reason = str(error).strip().splitlines()[0]
+        raise ConfigError(
+            "dataset",
+            f"{name!r} names no dataset tfds can build ({reason}); give NAME[/CONFIG][:VERSION] "
+            f"of a tfds dataset, or {FOLDER}PATH",
         ) from None
     features = builder.info.features
     if not (
@@ -181,7 +205,8 @@ def load_tfds(
     dataset over ``max_memory_gb`` is refused before anything is read.
     """
     hide_gpus_from_tensorflow()
-    builder = _tfds_builder(name, data_dir)
+    with _without_tfds_warnings():
+        builder = _tfds_builder(name, data_dir)
     shape = builder.info.features["image"].shape
     if image_size is None and None in shape[:2]:
         raise ConfigError(
@@ -197,7 +222,8 @@ def load_tfds(
     pixels = _tfds_pixels(shape[-1], size)
     budget = [max_memory_gb * GIGABYTE]
     try:
-        _prepare_check(builder, data_dir)
+        with _without_tfds_warnings():
+            _prepare_check(builder, data_dir)
         train = _read_tfds_split(name, "train", data_dir, pixels, budget)
         test_split = _read_tfds_split(name, test, data_dir, pixels, budget)
     except MemoryBudgetError as error:
