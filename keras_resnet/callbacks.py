@@ -102,9 +102,7 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def __exit__(self, *exc_info):
         for signum, handler in self._previous.items():
-            # A program stopping on a signal ignores the next ones while it says how to resume.
-            stopping = self.exit_message is not None and self.signum is not None
-            signal.signal(signum, signal.SIG_IGN if stopping else handler)
+            signal.signal(signum, handler)
         self._previous = {}
         if self._wakeup is not None:
             signal.set_wakeup_fd(-1)

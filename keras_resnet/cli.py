@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from keras_resnet import __version__
 from keras_resnet.errors import ConfigError, KerasResnetError
@@ -371,6 +373,25 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run(make_parser(), argv)
+
+
+def exit_quietly(code: int) -> NoReturn:
+    """End the program with ``code``. A signal that comes while it ends (a second Ctrl-C
+    while XLA's threads wind down) ends it at once with the same code, not with a traceback."""
+
+    def leave(signum, frame):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, leave)
+    sys.exit(code)
+
+
+def console() -> NoReturn:
+    """The ``keras-resnet`` command."""
+    exit_quietly(main())
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

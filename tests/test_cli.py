@@ -35,5 +35,5 @@ def test_train_help_lists_every_schedule_and_recipe(capsys):
 
 def test_the_installed_command_runs_the_cli():
     module, _, function = PYPROJECT["project"]["scripts"]["keras-resnet"].partition(":")
-    assert (module, function) == ("keras_resnet.cli", "main")
-    assert getattr(cli, function) is cli.main
+    assert (module, function) == ("keras_resnet.cli", "console")
+    assert getattr(cli, function) is cli.console

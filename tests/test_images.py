@@ -1,5 +1,9 @@
 """User images of any mode and size load as the model's input, and every bad file says why."""
 
+import os
+import threading
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -90,6 +94,37 @@ def test_decompression_bomb(tmp_path, monkeypatch):
     path = _save(tmp_path, "bomb.png", Image.fromarray(_gradient(100, 100)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL refuses above twice this
     _assert_fails(path, "too large")
+
+
+def test_an_image_between_pillow_s_limit_and_twice_it_is_refused_not_warned_about(
+    tmp_path, monkeypatch
+):
+    path = _save(tmp_path, "big.png", Image.fromarray(_gradient(40, 40)))  # 1,600 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's own warning would fail the test here
+        _assert_fails(path, r"too large to open safely \(Image size \(1600 pixels\) exceeds limit")
+
+
+def test_a_named_pipe_is_refused_at_once_not_read(tmp_path):
+    fifo = tmp_path / "a-fifo.jpg"
+    os.mkfifo(fifo)
+    failures = []
+
+    def read() -> None:
+        try:
+            load_image(fifo, SIZE)
+        except ImageError as error:
+            failures.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # unblock the reader so that the test process can end
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("load_image waited on the pipe")
+    assert "a-fifo.jpg: not a regular file" in str(failures[0])
 
 
 def test_softmax_is_a_stable_distribution():

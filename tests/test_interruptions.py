@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 # Eight steps an epoch on a small net: long enough to be killed inside an epoch.
@@ -135,7 +137,84 @@ def test_a_signal_while_the_first_step_compiles_exits_at_once_without_a_tracebac
     output = "".join(seen) + process.communicate(timeout=120)[0]
     assert process.returncode == code, output  # not -11 (SIGSEGV)
     assert time.time() - sent < 10, output  # not the rest of the compile, nor a hang
-    assert f"Interrupted. 0 finished epoch(s) are saved in {run_dir}." in output
+    assert f"Interrupted. No epoch had finished, so no model was saved in {run_dir}." in output
     assert f"Resume with: python train.py --resume {run_dir}" in output
     assert "Traceback" not in output and "Interrupted(" not in output
     assert not (run_dir / "state.json").exists()
+
+
+def test_a_second_signal_never_aborts_the_process_or_prints_a_traceback(tmp_path):
+    """Two Ctrl-Cs mid-epoch, 50 ms and 300 ms apart (one run each, side by side)."""
+    gaps = {0.05: tmp_path / "fast", 0.3: tmp_path / "slow"}
+    logs = {gap: tmp_path / f"{run_dir.name}.log" for gap, run_dir in gaps.items()}
+    processes = {gap: start(run_dir, logs[gap]) for gap, run_dir in gaps.items()}
+    for gap, process in processes.items():
+        wait_for_epochs(process, gaps[gap], 1, logs[gap])
+        process.send_signal(signal.SIGINT)
+        time.sleep(gap)
+        process.send_signal(signal.SIGINT)
+    for gap, process in processes.items():
+        process.wait(timeout=120)
+        output = logs[gap].read_text()
+        assert process.returncode == 130, output  # not -6 (SIGABRT)
+        for crash in ("Traceback", "Exception ignored", "terminate called"):
+            assert crash not in output, output
+        state = json.loads((gaps[gap] / "state.json").read_text())
+        assert len(weights(gaps[gap] / state["checkpoint"])) > 0
+
+
+def test_ctrl_c_while_the_frameworks_load_exits_130_without_a_traceback(tmp_path):
+    process = start(tmp_path / "run")
+    time.sleep(1.0)  # importing JAX, Keras and TensorFlow
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+
+
+def run_patched(patch: str, run_dir: Path, **kwargs) -> subprocess.CompletedProcess:
+    """``train.py``'s command in a fresh process after ``patch`` ran, as train.py ends it."""
+    code = f"""
+        import os, signal, sys, time
+        from keras_resnet import cli
+        from keras_resnet.trainer import fit
+        {patch}
+        cli.exit_quietly(cli.train_main({[*COMMAND[2:], "--output-dir", str(run_dir)]!r}))
+    """
+    return run_python(code, env_updates={"PYTHONUNBUFFERED": "1"}, **kwargs)
+
+
+def test_sigterm_while_the_model_is_built_exits_143_saying_nothing_is_saved(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_patched(
+        """
+        def build_model(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)  # the handler ends the process before this does
+        fit.build_model = build_model
+        """,
+        run_dir,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 143, output
+    assert f"Interrupted before the run began: nothing of it is saved in {run_dir}." in output
+    assert "Traceback" not in output
+
+
+def test_a_file_size_limit_of_zero_is_one_line_not_a_traceback(tmp_path):
+    def no_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+
+    result = subprocess.run(
+        [*COMMAND, "--output-dir", str(tmp_path / "run")],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=no_files,
+    )
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "ulimit -f" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr

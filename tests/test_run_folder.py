@@ -2,19 +2,24 @@
 diverged weights, --overwrite, a second trainer, leftovers of killed runs, file modes."""
 
 import errno
+import hashlib
 import json
 import os
 import re
 import resource
 import shutil
+import signal
 import stat
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from keras_resnet import cli, models
 from keras_resnet.errors import DivergedError, RunFolderError
+from keras_resnet.trainer import io, reports
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import train, warn_about_schedule
 from keras_resnet.trainer.run_folder import ResumeState, RunFolder
@@ -444,3 +449,195 @@ def test_run_files_get_the_mode_the_umask_implies(tmp_path):
     for name in ("config.json", "state.json", "metrics.json", "model.keras", "best.keras",
                  "history.csv", "curves.png", "checkpoints/epoch-0001.keras"):  # fmt: skip
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o640, name
+
+
+# Nothing outside the run, and nothing of the user's, is ever written or deleted.
+TINY_RUN = ["--model", "tiny_resnet6", "--epochs", "1", "--batch-size", "64", "--synthetic",
+            "--train-size", "256"]  # fmt: skip
+
+
+def digests(*roots) -> dict[str, str]:
+    """Every file and link under ``roots`` (links not followed), with its content's SHA-256."""
+    found = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
+            if path.is_symlink():
+                found[str(path)] = f"link to {os.readlink(path)}"
+            elif path.is_file():
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def test_a_symlinked_lock_is_never_written_through(tmp_path, capsys):
+    victim = tmp_path / "v.txt"
+    victim.write_text("precious")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".lock").symlink_to(victim)
+    before = digests(victim, run_dir)
+    code, _, err = run_cli(capsys, "train", *TINY_RUN, "--output-dir", str(run_dir))
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"cannot use {run_dir / '.lock'} as the run's lock: a symbolic link" in err
+    assert digests(victim, run_dir) == before
+
+
+@pytest.mark.parametrize("folder", ["checkpoints", "tensorboard"])
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resume"])
+def test_a_run_folder_linked_outside_is_refused_before_anything_there_is_touched(
+    stopped, tmp_path, capsys, folder, resume
+):
+    outside = tmp_path / "o"
+    outside.mkdir()
+    (outside / "epoch-0001.keras").write_bytes(b"not yours to delete")
+    (outside / "epoch-0005.keras").write_bytes(b"nor this")
+    run_dir = stopped.run_dir
+    if not resume:
+        shutil.rmtree(run_dir)
+        run_dir.mkdir()
+    elif (run_dir / folder).exists():
+        shutil.rmtree(run_dir / folder)
+    (run_dir / folder).symlink_to(outside, target_is_directory=True)
+    before = digests(outside, run_dir)
+    for overwrite in ([], ["--overwrite"]):
+        code, _, err = run_cli(
+            capsys, "train", *TINY_RUN, "--val-size", "64", "--epochs", "2",
+            "--output-dir", str(run_dir), *overwrite,
+        )  # fmt: skip
+        assert code == 1 and err.count("\n") == 1, err
+        assert f"{run_dir} holds files that no keras_resnet run wrote" in err
+        assert folder in err and "Refusing to replace them" in err
+        assert digests(outside, run_dir) == before
+
+
+USERS_OWN = {
+    "config": {"config.json": '{"learning_rate": 3e-4, "layers": 12}'},
+    "model": {"model.keras": "my own model"},
+    "history": {"history.csv": "epoch,loss\n1,0.5\n"},
+    "tensorboard": {"tensorboard/mine.txt": "my logs"},
+    "model_folder": {"model.keras/weights.bin": "mine"},
+    "best_and_metrics": {"best.keras": "mine", "metrics.json": "{}"},
+}
+
+
+@pytest.mark.parametrize("files", USERS_OWN.values(), ids=USERS_OWN)
+@pytest.mark.parametrize("overwrite", [False, True], ids=["plain", "overwrite"])
+def test_a_folder_of_the_user_s_own_files_is_refused_and_left_byte_identical(
+    tmp_path, capsys, files, overwrite
+):
+    project = tmp_path / "project"
+    for name, text in {**files, "README.md": "my project", "src/main.py": "print(1)"}.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    before = digests(project)
+    code, out, err = run_cli(
+        capsys, "train", *TINY_RUN, "--output-dir", str(project),
+        *(["--overwrite"] if overwrite else []),
+    )  # fmt: skip
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"{project} holds files that no keras_resnet run wrote" in err
+    for name in files:
+        assert name.split("/")[0] in err
+    assert "Replacing" not in out
+    assert digests(project) == before
+
+
+def test_a_finished_run_whose_state_was_lost_is_replaced_only_with_overwrite(stopped, capsys):
+    run_dir = train(stopped, verbose=0)
+    (run_dir / "state.json").unlink()
+    before = digests(run_dir)
+    args = [*TINY_RUN, "--val-size", "64", "--epochs", "2", "--output-dir", str(run_dir)]
+    code, out, err = run_cli(capsys, "train", *args)
+    assert code == 1 and "holds a run whose state.json is missing (metrics.json" in err, err
+    assert digests(run_dir) == before
+    code, out, err = run_cli(capsys, "train", *args, "--overwrite")
+    assert code == 0, err
+    assert f"Replacing the run in {run_dir}." in out
+    assert state_of(run_dir)["finished"]
+
+
+def test_a_run_into_the_current_folder_of_a_project_writes_only_its_own_files(
+    tmp_path, capsys, monkeypatch
+):
+    project = tmp_path / "project"
+    for name in ("README.md", "src/main.py", ".config-old.json", "checkpoint-notes.txt"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(f"the user's {name}")
+    before = digests(project)
+    monkeypatch.chdir(project)
+    code, _, err = run_cli(capsys, "train", *TINY_RUN, "--output-dir", ".")
+    assert code == 0, err
+    after = digests(project)
+    assert {k: after[k] for k in before} == before
+    ours = {Path(p).relative_to(project).parts[0] for p in set(after) - set(before)}
+    assert ours <= {"config.json", "state.json", "metrics.json", "history.csv", "model.keras",
+                    "curves.png", "confusion_matrix.png", "checkpoints"}  # fmt: skip
+    assert not (project / ".lock").exists()
+
+
+@pytest.mark.parametrize("name", ["state.json", "config.json"])
+def test_json_nested_too_deeply_is_named_as_damage_in_one_line(stopped, capsys, name):
+    (stopped.run_dir / name).write_text("[" * 200_000 + "]" * 200_000)
+    code, _, err = run_cli(capsys, "train", "--resume", str(stopped.run_dir))
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"{stopped.run_dir / name} is damaged (nested too deeply to read)" in err
+
+
+def test_a_plateau_state_of_another_schedule_is_named_as_damage(stopped):
+    state = state_of(stopped.run_dir)
+    state["plateau"] = {"wait": 0, "best": 0.1, "cooldown_counter": 0}  # Keras's rule's
+    (stopped.run_dir / "state.json").write_text(json.dumps(state))
+    with pytest.raises(RunFolderError, match="holds the counters of another schedule"):
+        train(stopped, verbose=0)
+
+
+def test_a_refused_init_from_leaves_no_folder_and_no_lock(tmp_path, capsys):
+    model_file = tmp_path / "not-a-model.keras"
+    model_file.write_text("text")
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys, "train", *TINY_RUN, "--init-from", str(model_file), "--output-dir", str(run_dir)
+    )
+    assert code == 1 and "not-a-model.keras" in err, err
+    assert not run_dir.exists()
+
+
+def sigterm() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_while_the_figures_are_drawn_exits_143_and_the_same_command_finishes(
+    tmp_path, capsys, monkeypatch
+):
+    run_dir = tmp_path / "run"
+    args = [*TINY_RUN, "--output-dir", str(run_dir)]
+    with monkeypatch.context() as patch:
+        patch.setattr(reports, "plot_curves", lambda *args: sigterm())
+        code, out, err = run_cli(capsys, "train", *args)
+    assert code == 143, err
+    assert f"The checkpoint of epoch 1 ({run_dir / 'checkpoints' / 'epoch-0001.keras'}) is " in out
+    assert f"Resume with: python train.py --resume {run_dir}" in out
+    assert "Traceback" not in err and not state_of(run_dir)["finished"]
+    code, out, err = run_cli(capsys, "train", *args)
+    assert code == 0, err
+    assert state_of(run_dir)["finished"] and (run_dir / "curves.png").is_file()
+
+
+def test_a_stop_while_the_first_checkpoint_is_a_temporary_file_says_nothing_is_saved(
+    tmp_path, capsys, monkeypatch
+):
+    save_atomically = io.save_atomically
+
+    def signal_once_written(path, save):
+        def save_then_signal(tmp):
+            save(tmp)
+            if "epoch-" in str(path):
+                sigterm()
+
+        save_atomically(path, save_then_signal)
+
+    monkeypatch.setattr(io, "save_atomically", signal_once_written)
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", *TINY_RUN, "--output-dir", str(run_dir))
+    assert code == 143, err
+    assert f"Interrupted. No epoch had finished, so no model was saved in {run_dir}." in out
+    assert not (run_dir / "state.json").exists() and hidden_files(run_dir) == []

@@ -158,16 +158,22 @@ def test_finished_run_is_refused_unless_overwritten_or_extended(tmp_path, finish
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
 
 
+FLOAT32 = "1.18e-38 to 3.4e+38 (float32)"
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
         (dict(model="resnet19"), "Unknown model 'resnet19'. Did you mean 'resnet18'"),
         (dict(epochs=0), "epochs must be a positive integer, got 0"),
         (dict(batch_size=-1), "batch_size must be a positive integer, got -1"),
-        (dict(lr=0.0), "lr must be a positive number, got 0.0"),
-        (dict(lr=float("inf")), "lr must be a positive number, got inf"),
-        (dict(weight_decay=-1e-4), "weight_decay must be a non-negative number, got -0.0001"),
-        (dict(min_lr=0.5), "min_lr must be at least 0 and below lr (0.1), got 0.5"),
+        (dict(lr=0.0), f"lr must be a positive number from {FLOAT32}, got 0.0"),
+        (dict(lr=float("inf")), f"lr must be a positive number from {FLOAT32}, got inf"),
+        (dict(lr=1e-50), f"lr must be a positive number from {FLOAT32}, got 1e-50"),
+        (dict(lr=1e39), f"lr must be a positive number from {FLOAT32}, got 1e+39"),
+        (dict(weight_decay=-1e-4), "weight_decay must be 0 or a number from 1.18e-38"),
+        (dict(warmup_lr=1e-45), "warmup_lr must be 0 or a number from 1.18e-38"),
+        (dict(min_lr=0.5), "min_lr must be below lr (0.1), got 0.5"),
         (dict(seed=-1), "seed must be an integer from 0 to 2**32 - 1, got -1"),
         (
             dict(precision="float8"),
@@ -187,8 +193,17 @@ def test_bad_settings_are_refused_when_the_config_is_made(tmp_path, overrides, m
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--weight-decay=-1e-4"], "--weight-decay must be a non-negative number"),
-        (["--min-lr", "0.5"], "--min-lr must be at least 0 and below lr (0.1), got 0.5"),
+        (["--weight-decay=-1e-4"], "--weight-decay must be 0 or a number from 1.18e-38"),
+        (["--min-lr", "0.5"], "--min-lr must be below lr (0.1), got 0.5"),
+        (["--lr", "1e-50"], "--lr must be a positive number from 1.18e-38 to 3.4e+38 (float32)"),
+        (
+            ["--model", "resnet8", "--train-size", "256", "--batch-size", "257"],
+            "--batch-size must be at most the 256 training images, got 257",
+        ),
+        (
+            ["--model", "resnet2O"],
+            "--model is invalid: Unknown model 'resnet2O'. Did you mean 'resnet20'?",
+        ),
         (["--model", "resnet19"], "--model is invalid: Unknown model 'resnet19'"),
         (["--log-format", "json"], "--log-format must be one of keras, note, got 'json'"),
     ],

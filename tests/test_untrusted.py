@@ -152,6 +152,23 @@ def test_a_custom_layer_of_a_package_not_imported_names_the_import(tmp_path, mon
     assert "\n" not in message
 
 
+def test_a_hostile_file_does_not_choose_what_we_advise_importing(tmp_path, monkeypatch):
+    @keras.saving.register_keras_serializable(package="os")
+    class Shell(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    inputs = keras.Input((3,))
+    path = tmp_path / "hostile.keras"
+    keras.Model(inputs, Shell()(inputs)).save(path)
+    monkeypatch.delitem(keras.saving.get_custom_objects(), "os>Shell")
+    with pytest.raises(RunError) as info:
+        saving.load_model(path)
+    message = str(info.value)
+    assert "it holds the class 'Shell', which no imported package registers with Keras" in message
+    assert "import os" not in message
+
+
 def test_a_missing_file_and_a_folder_are_named(tmp_path):
     for path in (tmp_path / "nowhere.keras", tmp_path):
         with pytest.raises(RunError, match="is not a file") as info:

@@ -295,7 +295,7 @@ def _is_number(value) -> bool:
 
 
 # Rates and decays reach the optimizer as float32: a smaller one would silently become 0.
-FLOAT32 = np.finfo(np.float32)
+FLOAT32_RANGE = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
 
 
 def _is_rate(value, positive: bool = True) -> bool:
@@ -303,12 +303,13 @@ def _is_rate(value, positive: bool = True) -> bool:
     value to its largest."""
     if not _is_number(value) or value < 0:
         return False
-    return (value == 0 and not positive) or FLOAT32.tiny <= value <= FLOAT32.max
+    return (value == 0 and not positive) or FLOAT32_RANGE[0] <= value <= FLOAT32_RANGE[1]
 
 
 def _rate_reason(value, positive: bool = True) -> str:
     lowest = "a positive number" if positive else "0 or a number"
-    return f"must be {lowest} from {FLOAT32.tiny:.3g} to {FLOAT32.max:.3g} (float32), got {value!r}"
+    low, high = FLOAT32_RANGE
+    return f"must be {lowest} from {low:.3g} to {high:.3g} (float32), got {value!r}"
 
 
 def _require(condition: bool, parameter: str, reason: str) -> None:

@@ -221,8 +221,8 @@ def train(
     check_temporary_folder()
     run = RunFolder(config.run_dir)
     stop_on_signal = StopOnSignal(exit_message=lambda: interrupted(run))
-    try:
-        with stop_on_signal, process_settings(config.seed, config.precision):
+    with stop_on_signal, process_settings(config.seed, config.precision):
+        try:
             topology = topology or distributed.setup()
             distributed.check_batch_size(config.batch_size, topology)
             # Before the run folder is made, so that a refused run leaves no empty folder.
@@ -232,15 +232,15 @@ def train(
                 return _train(
                     config, data, run, overwrite, topology, [*callbacks, stop_on_signal], verbose
                 )
-    except KeyboardInterrupt:
-        print(interrupted(run))
-        raise
+        except KeyboardInterrupt:  # said while a second signal is still caught
+            print(interrupted(run), flush=True)
+            raise
 
 
 def interrupted(run: RunFolder) -> str:
     """What a stopped run says: what is saved, read from the disk, and how to go on."""
     if not (run.path / CONFIG).is_file():
-        return f"\nInterrupted before the run began; nothing was written to {run}."
+        return f"\nInterrupted before the run began: nothing of it is saved in {run}."
     return f"\nInterrupted. {run.kept()} Resume with: python train.py --resume {run}"
 
 
