@@ -205,7 +205,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--val-size", type=int, help="hold out N training images for validation (paper: 5000)")
     a("--precision", help=f"{_choices(PRECISIONS)} (default {d['precision']})")
     a("--log-format", help=f"{_choices(LOG_FORMATS)} (default {d['log_format']})")
-    a("--output-dir", help="run folder (default runs/<model>; re-running resumes it)")
+    a(
+        "--output-dir",
+        help="run folder (default runs/<model>[-synthetic|-<dataset>]; re-running resumes it)",
+    )
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved settings")
     a(
         "--overwrite",
