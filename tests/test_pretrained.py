@@ -10,18 +10,16 @@ import time
 import keras
 import numpy as np
 import pytest
-from helpers import ROOT
+from helpers import PUBLISHED, SHARED, cache_published_weights
 
 import keras_resnet
 from keras_resnet import pretrained, saving
 from keras_resnet.errors import ConfigError, DataUnavailableError, ModelFileError
 from keras_resnet.models import class_names_of, dataset_of
 
-SHARED = ROOT.parent / "shared"
-CHECKPOINTS = SHARED / "pretrained"
 TEST_IMAGES = SHARED / "data" / "cifar10-test-1000.npz"
 needs_checkpoints = pytest.mark.skipif(
-    not CHECKPOINTS.is_dir(), reason=f"{CHECKPOINTS} (the published checkpoints) is absent"
+    not PUBLISHED.is_dir(), reason=f"{PUBLISHED} (the published checkpoints) is absent"
 )
 # Accuracy (%) on the first 1,000 CIFAR-10 test images, as measured here (docs/pretrained.md).
 MEASURED = {"resnet20": 91.5, "resnet32": 92.8, "resnet44": 93.3, "resnet56": 92.6}
@@ -44,13 +42,7 @@ def keras_home(tmp_path, monkeypatch):
 @pytest.fixture
 def cache(keras_home):
     """The Keras cache holding the published checkpoints, as a user copies them there."""
-    if not CHECKPOINTS.is_dir():
-        pytest.skip(f"{CHECKPOINTS} (the published checkpoints) is absent")
-    (keras_home / "models").mkdir(parents=True)
-    for checkpoint in CIFAR10.checkpoints.values():
-        if (CHECKPOINTS / checkpoint.file).is_file():
-            (keras_home / "models" / checkpoint.file).symlink_to(CHECKPOINTS / checkpoint.file)
-    return keras_home / "models"
+    return cache_published_weights(keras_home)
 
 
 def test_the_table_names_each_file_with_its_url_and_hash():
@@ -68,7 +60,7 @@ def test_the_table_names_each_file_with_its_url_and_hash():
 @pytest.mark.parametrize("name", CIFAR10.checkpoints)
 def test_the_published_files_hash_as_their_names_say(name):
     checkpoint = CIFAR10.checkpoints[name]
-    path = CHECKPOINTS / checkpoint.file
+    path = PUBLISHED / checkpoint.file
     if not path.is_file():
         pytest.skip(f"{path} is absent (only some published files are copied there)")
     assert hashlib.sha256(path.read_bytes()).hexdigest().startswith(checkpoint.sha256_prefix)
@@ -156,7 +148,7 @@ def test_a_download_whose_hash_differs_is_deleted(keras_home, monkeypatch):
 @needs_checkpoints
 def test_a_download_lands_in_the_cache_once_and_is_reused(keras_home, monkeypatch):
     calls = []
-    content = (CHECKPOINTS / "resnet20-12fca82f.th").read_bytes()
+    content = (PUBLISHED / "resnet20-12fca82f.th").read_bytes()
     monkeypatch.setattr(pretrained, "check_reachable", lambda url, timeout: None)
     monkeypatch.setattr(keras.utils, "get_file", fake_download(content, calls))
     keras_resnet.build("resnet20", weights="cifar10")
@@ -217,8 +209,8 @@ def test_a_backbone_or_another_head_keeps_the_published_features(cache):
 
 
 def test_a_file_named_like_the_checkpoint_is_found_offline_by_copy(keras_home):
-    if not CHECKPOINTS.is_dir():
-        pytest.skip(f"{CHECKPOINTS} (the published checkpoints) is absent")
+    if not PUBLISHED.is_dir():
+        pytest.skip(f"{PUBLISHED} (the published checkpoints) is absent")
     (keras_home / "models").mkdir(parents=True)
-    shutil.copy(CHECKPOINTS / "resnet20-12fca82f.th", keras_home / "models")
+    shutil.copy(PUBLISHED / "resnet20-12fca82f.th", keras_home / "models")
     assert keras_resnet.build("resnet20", weights="cifar10").name == "resnet20"

@@ -10,15 +10,14 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
-from helpers import ROOT, run_python
+from helpers import PUBLISHED, run_python
 
 from keras_resnet import torch_reader
 from keras_resnet.errors import ModelFileError, UnsafeCheckpointError
 
 torch = pytest.importorskip("torch")
 
-SHARED = ROOT.parent / "shared" / "pretrained"
-CHECKPOINTS = sorted(SHARED.glob("resnet*.th")) if SHARED.is_dir() else []
+CHECKPOINTS = sorted(PUBLISHED.glob("resnet*.th")) if PUBLISHED.is_dir() else []
 FORMATS = {"zip": True, "legacy": False}
 
 
@@ -105,7 +104,7 @@ def test_tensors_that_share_a_storage_share_memory(tmp_path, form):
     assert ours["shared_b"][0, 1] == -1
 
 
-@pytest.mark.skipif(not CHECKPOINTS, reason=f"{SHARED} with the published checkpoints is absent")
+@pytest.mark.skipif(not CHECKPOINTS, reason=f"{PUBLISHED} with the published checkpoints is absent")
 @pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda path: path.name)
 def test_the_published_checkpoints_read_exactly_as_torch_loads_them(path):
     ours = torch_reader.read_checkpoint(path)

@@ -1,8 +1,9 @@
 """Starting a run from trained weights (``--init-from``) and training only its head
 (``--freeze-backbone``).
 
-The source is a ``.keras`` model of this project or a PyTorch checkpoint in a naming
-``load_torch_weights`` knows. Every layer that matches the new model by name and shapes is
+The source is a ``.keras`` model of this project, a PyTorch checkpoint in a naming
+``load_torch_weights`` knows, or ``NAME:WEIGHTS`` (``resnet20:cifar10``), a model with its
+published weights. Every layer that matches the new model by name and shapes is
 loaded; the head starts afresh when its number of classes differs. Anything else that differs
 in shape means another architecture, and the run is refused before its folder is written.
 """
@@ -17,7 +18,7 @@ import keras
 
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.errors import ModelFileError
-from keras_resnet.saving import load_model
+from keras_resnet.saving import open_model
 from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
 from keras_resnet.torch_weights import canonical_name, load_torch_weights
 
@@ -82,7 +83,7 @@ def _shapes(layer: keras.layers.Layer) -> list[tuple]:
 
 
 def _from_keras(model: keras.Model, path: str) -> InitReport:
-    source = {layer.name: layer for layer in _learned_layers(load_model(path))}
+    source = {layer.name: layer for layer in _learned_layers(open_model(path))}
     matched, reinitialised, not_in_source, different = [], [], [], []
     for layer in _learned_layers(model):
         theirs = source.pop(layer.name, None)
