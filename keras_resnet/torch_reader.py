@@ -287,7 +287,9 @@ class _Reader:
     def _rebuild_parameter(self, data, requires_grad, backward_hooks) -> np.ndarray:
         return data
 
-    def _rebuild_parameter_with_state(self, data, requires_grad, backward_hooks, state):
+    def _rebuild_parameter_with_state(
+        self, data, requires_grad, backward_hooks, state
+    ) -> np.ndarray:
         return data
 
     def _encode(self, text, encoding="latin1") -> bytes:
