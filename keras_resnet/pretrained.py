@@ -94,12 +94,14 @@ def weights_of(name: str) -> list[str]:
 def published(name: str, weights: str) -> Weights:
     """The published ``weights`` for model ``name``, or a ``ConfigError`` naming the models
     that have them."""
-    if weights in WEIGHTS and name in WEIGHTS[weights].checkpoints:
-        return WEIGHTS[weights]
-    if weights in WEIGHTS:
-        models = ", ".join(WEIGHTS[weights].checkpoints)
+    known = WEIGHTS.get(weights) if isinstance(weights, str) else None
+    if known is not None and name in known.checkpoints:
+        return known
+    if known is not None:
         raise ConfigError(
-            "weights", f"{weights!r} is published for {models}; {name!r} has no such weights"
+            "weights",
+            f"{weights!r} is published for {', '.join(known.checkpoints)}; {name!r} has no "
+            "such weights",
         )
     raise ConfigError(
         "weights",
@@ -129,9 +131,10 @@ def fetch(name: str, weights: str) -> Path:
     is not there yet; refused unless its SHA-256 matches the name."""
     checkpoint = published(name, weights).checkpoints[name]
     path = cache_path(checkpoint)
-    if not path.exists():
+    if path.exists():
+        _check_hash(path, checkpoint)
+    else:
         _download(checkpoint, path)
-    _check_hash(path, checkpoint)
     return path
 
 
