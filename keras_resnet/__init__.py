@@ -32,6 +32,7 @@ from keras_resnet.errors import (  # noqa: E402
     KerasResnetError,
     ModelFileError,
     RunFolderError,
+    UnsafeCheckpointError,
 )
 from keras_resnet.losses import SmoothedSparseCrossentropy  # noqa: E402
 from keras_resnet.models import ModelSpec, build, get_spec, list_models  # noqa: E402
@@ -60,6 +61,7 @@ __all__ = [
     "TorchReduceLROnPlateau",
     "TorchSGD",
     "Triangular",
+    "UnsafeCheckpointError",
     "build",
     "get_spec",
     "list_models",

@@ -21,6 +21,7 @@ from typing import NoReturn
 from keras_resnet import __version__
 from keras_resnet.errors import ConfigError, KerasResnetError
 from keras_resnet.export import FORMATS as EXPORT_FORMATS
+from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
 from keras_resnet.trainer.config import (
     LOG_FORMATS,
     NORMALIZATION_NAMES,
@@ -32,6 +33,7 @@ from keras_resnet.trainer.config import (
 )
 from keras_resnet.trainer.run_folder import RunFolder
 
+MODEL_HELP = "a .keras file, or NAME:WEIGHTS for published weights (resnet56:cifar10; see list)"
 DEGRADATION_DEPTHS = (20, 32, 44, 56)
 DEPTH_MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 
@@ -64,20 +66,22 @@ def evaluate(
     dataset: str | None = None,
     max_memory_gb: float = 4.0,
 ) -> int:
-    """Test accuracy and per-class accuracy of a saved model on ``dataset`` (default: the one
-    it was trained on, saved in it; else CIFAR-10); the results go beside it."""
-    from keras_resnet.saving import load_model
+    """Test accuracy and per-class accuracy of a saved model, or ``NAME:WEIGHTS``, on
+    ``dataset`` (default: the one it was trained on, saved in it; else CIFAR-10); the results
+    go beside it (for ``NAME:WEIGHTS``, in the working folder)."""
+    from keras_resnet.saving import open_model, output_stem
     from keras_resnet.trainer import evaluation
 
     if seed < 0:
         raise ConfigError("seed", f"must be 0 or more, got {seed}")
     if not max_memory_gb > 0:
         raise ConfigError("max_memory_gb", f"must be a positive number, got {max_memory_gb}")
-    model = load_model(model_path)
+    model = open_model(model_path)
     metrics = evaluation.evaluate_saved(
         model, str(model_path), data_dir, synthetic, seed, batch_size, dataset, max_memory_gb
     )
-    metrics_path, figure_path = evaluation.write_report(metrics, model_path, output_dir)
+    report_stem = output_stem(model_path)
+    metrics_path, figure_path = evaluation.write_report(metrics, report_stem, output_dir)
     accuracy, loss = metrics["test_accuracy"], metrics["test_loss"]
     print(f"{metrics['dataset']} test accuracy: {100 * accuracy:.2f}%  test loss: {loss:.4f}")
     for name, accuracy in metrics["per_class_accuracy"].items():
@@ -88,10 +92,10 @@ def evaluate(
 
 def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
     """The ``top`` likeliest classes of each image file."""
-    from keras_resnet.saving import load_model
+    from keras_resnet.saving import open_model
     from keras_resnet.trainer import evaluation
 
-    model = load_model(model_path)
+    model = open_model(model_path)
     ranked_classes = evaluation.classify_files(model, str(model_path), images, top)
     for path, ranked in zip(images, ranked_classes, strict=True):
         print(f"{path}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked))
@@ -103,15 +107,24 @@ def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
 
 
 def list_models() -> int:
-    """The registry, with trainable parameter counts for 10 classes."""
+    """The registry, with trainable parameter counts for 10 classes and published weights
+    (``NAME:WEIGHTS`` loads them)."""
     from keras_resnet.models import get_spec, list_models, parameter_count
+    from keras_resnet.pretrained import weights_of
 
-    print(f"{'model':<18} {'block':<18} {'depths':<16} {'shortcut':<8} {'params':>12}")
+    print(
+        f"{'model':<18} {'block':<18} {'depths':<16} {'shortcut':<8} {'params':>12}  "
+        "pretrained weights"
+    )
     for name in list_models():
         spec = get_spec(name)
         depths = "-".join(map(str, spec.depths))
         params = parameter_count(name)
-        print(f"{name:<18} {spec.block:<18} {depths:<16} {spec.shortcut:<8} {params:>12,}")
+        weights = ", ".join(f"{name}:{w}" for w in weights_of(name))
+        print(
+            f"{name:<18} {spec.block:<18} {depths:<16} {spec.shortcut:<8} {params:>12,}  "
+            f"{weights}".rstrip()
+        )
     return 0
 
 
@@ -136,14 +149,15 @@ def export(
     output: Path | None = None,
     overwrite: bool = False,
 ) -> int:
-    """Write a saved model as a TensorFlow SavedModel or ONNX file (default: beside it)."""
+    """Write a saved model, or ``NAME:WEIGHTS``, as a TensorFlow SavedModel or ONNX file
+    (default: beside it; for ``NAME:WEIGHTS``, in the working folder)."""
     import keras
 
     from keras_resnet import export as exporting
-    from keras_resnet.saving import load_model
+    from keras_resnet.saving import open_model, output_stem
 
-    model = load_model(model_path)
-    output = output or exporting.default_output(model_path, format)
+    model = open_model(model_path)
+    output = output or exporting.default_output(output_stem(model_path), format)
     exporting.export(model, output, format, overwrite)
     normalises = any(isinstance(layer, keras.layers.Normalization) for layer in model.layers)
     pixels = "raw 0-255 pixels" if normalises else "the inputs it was trained on (no normalisation)"
@@ -222,7 +236,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--num-processes", type=_positive_int, help="multi-host: how many processes")
     a("--process-id", type=int, help="multi-host: this process's index, from 0")
     a("--tensorboard", action=argparse.BooleanOptionalAction, help="log to RUN/tensorboard/")
-    a("--init-from", metavar="PATH", help="start from a .keras model or PyTorch .pth/.pt weights")
+    a(
+        "--init-from",
+        metavar="SOURCE",
+        help=f"start from a .keras model, PyTorch {'/'.join(TORCH_SUFFIXES)} weights, or "
+        "published weights NAME:WEIGHTS (resnet20:cifar10; see list)",
+    )
     a("--freeze-backbone", action="store_const", const=True, help="train only the head")
 
 
@@ -284,7 +303,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     evaluate_parser = commands.add_parser("evaluate", help="test accuracy of a saved model")
     a = evaluate_parser.add_argument
-    a("model_path", metavar="MODEL.keras", type=Path)
+    a("model_path", metavar="MODEL", type=Path, help=MODEL_HELP)
     a("--dataset", help="tfds name or folder:PATH (default: the model's own, else cifar10)")
     a("--data-dir", help="tfds data_dir holding the dataset")
     a("--max-memory-gb", type=float, default=4.0, help="a bigger folder: is streamed")
@@ -308,7 +327,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     predict_parser = commands.add_parser("predict", help="classify image files with a saved model")
     a = predict_parser.add_argument
-    a("model_path", metavar="MODEL.keras", type=Path)
+    a("model_path", metavar="MODEL", type=Path, help=MODEL_HELP)
     a("images", metavar="IMAGE", nargs="+", type=Path)
     a("--top", type=_positive_int, default=3, help="classes shown per image")
     predict_parser.set_defaults(
@@ -320,7 +339,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     export_parser = commands.add_parser("export", help="write a saved model for serving")
     a = export_parser.add_argument
-    a("model_path", metavar="MODEL.keras", type=Path)
+    a("model_path", metavar="MODEL", type=Path, help=MODEL_HELP)
     a("--format", choices=EXPORT_FORMATS, default="saved_model", help="default saved_model")
     a("--output", type=Path, help="default: MODEL_saved_model/ or MODEL.onnx beside MODEL")
     a("--overwrite", action="store_true", help="replace an existing --output")

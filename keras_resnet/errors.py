@@ -48,3 +48,16 @@ class DivergedError(KerasResnetError):
 
 class ModelFileError(KerasResnetError):
     """A model file is unreadable, of another kind, or unsafe to load."""
+
+
+class UnsafeCheckpointError(ModelFileError):
+    """A PyTorch checkpoint asks for a Python global beyond tensors and plain containers, which
+    could run code; it is refused before that global is looked up, let alone called."""
+
+    def __init__(self, path: str, name: str):
+        super().__init__(
+            f"refused to read PyTorch checkpoint {path!r}: it asks for the Python global {name}, "
+            "and only tensors, storages and plain containers are read from a checkpoint"
+        )
+        self.path = path
+        self.name = name

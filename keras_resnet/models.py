@@ -14,11 +14,13 @@ import difflib
 import functools
 import math
 import numbers
+import os
 from collections.abc import Sequence
 
 import keras
 from keras import layers
 
+from keras_resnet import pretrained
 from keras_resnet.blocks import (
     BLOCKS,
     HE_NORMAL_FAN_OUT_INITIALIZER,
@@ -315,6 +317,7 @@ def build(
     out_indices: Sequence[int] | None = None,
     class_names: Sequence[str] | None = None,
     dataset: str | None = None,
+    weights: str | os.PathLike | None = None,
     **overrides,
 ) -> keras.Model:
     """Build a registered network as a functional ``keras.Model``.
@@ -333,8 +336,25 @@ def build(
 
     ``class_names`` (one per class) and ``dataset`` travel inside the saved model in a
     ``ClassNames`` layer after the head, so a ``.keras`` file says what its outputs mean.
+
+    ``weights="cifar10"`` loads the published CIFAR-10 weights of the models that have them
+    (``keras_resnet.pretrained``; fetched once into Keras's cache); unless given otherwise the
+    model then takes raw 0-255 pixels normalised as they were trained, and names CIFAR-10's
+    classes. ``include_top=False``, or another ``num_classes``, leaves their classifier out.
+    ``weights=PATH`` loads a ``.keras``, ``.weights.h5`` or PyTorch checkpoint file.
     """
     spec = get_spec(name, **overrides)
+    published = None
+    if weights is not None and not pretrained.is_weights_file(weights):
+        published = pretrained.published(name, weights)
+        if input_normalization is None:
+            input_normalization = published.normalization
+        if include_top and num_classes == len(published.class_names) and class_names is None:
+            class_names, dataset = published.class_names, dataset or published.dataset
+    # A published head scores its own classes; another number of them starts afresh.
+    skip_head = not include_top or (
+        published is not None and num_classes != len(published.class_names)
+    )
     _check_num_classes(num_classes)
     if class_names is not None:
         _check_class_names(class_names, num_classes, include_top)
@@ -349,6 +369,8 @@ def build(
     if augmentation is not None and not isinstance(augmentation, layers.Layer):
         raise ValueError(f"augmentation must be a keras Layer or None, got {augmentation!r}")
     out_indices = _check_features(name, spec, features_only, out_indices, include_top, pooling)
+    # Before building: a missing file fails at once, and published weights download first.
+    weights_path = None if weights is None else pretrained.resolve(name, weights)
 
     inputs = keras.Input(input_shape, name="image")
     x = inputs if augmentation is None else augmentation(inputs)
@@ -374,12 +396,15 @@ def build(
         features.append(x)
     if features_only:
         info = feature_info(spec)
-        return FeatureExtractor(
+        extractor = FeatureExtractor(
             inputs,
             [features[i] for i in out_indices],
             feature_info=[info[i] for i in out_indices],
             name=name,
         )
+        if weights_path is not None:
+            pretrained.load_weights(extractor, weights_path, skip_head=skip_head)
+        return extractor
     if block.pre_activation:  # the 2016 paper ends with BN-ReLU before pooling
         x = batch_norm("final_bn")(x)
         x = layers.ReLU(name="final_relu")(x)
@@ -400,7 +425,10 @@ def build(
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return keras.Model(inputs, x, name=name)
+    model = keras.Model(inputs, x, name=name)
+    if weights_path is not None:
+        pretrained.load_weights(model, weights_path, skip_head=skip_head)
+    return model
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")

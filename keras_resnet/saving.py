@@ -1,4 +1,8 @@
-"""Reading ``.keras`` model files safely: any failure is one ``ModelFileError`` naming the file."""
+"""Reading ``.keras`` model files safely: any failure is one ``ModelFileError`` naming the file.
+
+Commands also take ``NAME:WEIGHTS`` (``resnet56:cifar10``) where they take a model file: the
+registered model with its published weights (``keras_resnet.pretrained``), no file needed.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from pathlib import Path
 import keras
 
 from keras_resnet.errors import ModelFileError
+from keras_resnet.models import build
+
+PRETRAINED = re.compile(r"(\w+):(\w+)")  # NAME:WEIGHTS, e.g. resnet56:cifar10
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -46,6 +53,32 @@ def load_model(path: str | Path) -> keras.Model:
             f"cannot load model {str(path)!r}: it holds a {type(model).__name__}, not a model"
         )
     return model
+
+
+def parse_pretrained(source: str | Path) -> tuple[str, str] | None:
+    """``(name, weights)`` when ``source`` is ``NAME:WEIGHTS`` and no such file exists."""
+    match = PRETRAINED.fullmatch(str(source))
+    return None if match is None or Path(source).exists() else (match[1], match[2])
+
+
+def open_model(source: str | Path) -> keras.Model:
+    """The model a command names: a ``.keras`` file (``load_model``), or ``NAME:WEIGHTS``
+    built with its published weights; any failure is one ``ModelFileError``."""
+    pretrained = parse_pretrained(source)
+    if pretrained is None:
+        return load_model(source)
+    name, weights = pretrained
+    try:
+        return build(name, weights=weights)
+    except ValueError as error:  # an unknown model, or weights it does not have
+        raise ModelFileError(f"cannot load {str(source)!r}: {error}") from error
+
+
+def output_stem(source: str | Path) -> Path:
+    """What a command's outputs for the model ``source`` are named after: the file itself, or
+    ``NAME-WEIGHTS.keras`` in the working folder for ``NAME:WEIGHTS``."""
+    pretrained = parse_pretrained(source)
+    return Path(source) if pretrained is None else Path("-".join(pretrained) + ".keras")
 
 
 def _missing_class(path: Path, class_name: str) -> str | None:

@@ -4,12 +4,14 @@ Three PyTorch namings are accepted and rewritten to one canonical form, kuangliu
 (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.shortcut.0``, ``linear``): the notes' own
 (``features.0``, ``layer1.0.features.3``, ``classifer``), kuangliu's, and torchvision's
 (``downsample``, ``fc``), each also with nn.DataParallel's ``module.`` prefix. torch itself is
-never imported: tensors are read through ``.detach()``.
+never imported: a checkpoint file is read by ``torch_reader``, and tensors in memory through
+``.detach()``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -19,6 +21,7 @@ import numpy as np
 
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.blocks import ResidualBlock
+from keras_resnet.torch_reader import read_state_dict
 
 # The notes' blocks are one Sequential: conv, BN, ReLU, conv, BN[, ReLU, conv, BN].
 _FEATURES = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
@@ -201,13 +204,16 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 def load_torch_weights(
     model: keras.Model,
-    state_dict: Mapping[str, Any],
+    state_dict: Mapping[str, Any] | str | os.PathLike,
     *,
     skip_head: bool = False,
     strict: bool = True,
     option_a_padding: str = "both",
 ) -> LoadReport:
     """Copy a PyTorch ResNet ``state_dict`` into ``model`` (built by ``keras_resnet.build``).
+
+    ``state_dict`` is a mapping of names to tensors or arrays, or the path of a checkpoint file
+    holding one (read by ``torch_reader.read_state_dict``, without PyTorch).
 
     ``skip_head=True`` leaves the classifier (``linear``/``fc``/``classifer``) out, so the
     model's head keeps its initialisation, e.g. for another number of classes. With
@@ -223,6 +229,8 @@ def load_torch_weights(
             f"option_a_padding must be one of {', '.join(OPTION_A_PADDINGS)}, "
             f"got {option_a_padding!r}"
         )
+    if isinstance(state_dict, str | os.PathLike):
+        state_dict = read_state_dict(state_dict)
     targets = _model_targets(model, option_a_padding)
     if skip_head:
         targets = {name: t for name, t in targets.items() if not name.startswith(_HEAD)}

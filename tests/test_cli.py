@@ -1,16 +1,23 @@
-"""The command line's own surface: --version, the help texts, the installed command."""
+"""The command line's own surface: --version, the help texts, the installed command, and
+NAME:WEIGHTS, published weights wherever a command takes a model file."""
 
+import json
+import socket
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import SHARED, cache_published_weights, run_cli
+from PIL import Image
 
 import keras_resnet
-from keras_resnet import cli
+from keras_resnet import cli, models, pretrained
 from keras_resnet.trainer.config import NOTES, RECIPES, SCHEDULES
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+TEST_IMAGES = SHARED / "data" / "cifar10-test-1000.npz"
 
 
 @pytest.mark.parametrize("entry", [cli.main, cli.train_main], ids=["keras_resnet", "train.py"])
@@ -37,3 +44,64 @@ def test_the_installed_command_runs_the_cli():
     module, _, function = PYPROJECT["project"]["scripts"]["keras-resnet"].partition(":")
     assert (module, function) == ("keras_resnet.cli", "console")
     assert getattr(cli, function) is cli.console
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    """Keras's cache in a fresh folder, offline: no command may reach the network."""
+    home = tmp_path / "keras"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+
+    def no_network(address, timeout=None):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    return home
+
+
+def test_list_marks_the_models_with_published_weights(capsys, monkeypatch):
+    monkeypatch.setattr(models, "parameter_count", lambda name: 0)  # ResNet-1202's takes long
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and out.splitlines()[0].endswith("pretrained weights")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    for name in pretrained.WEIGHTS["cifar10"].checkpoints:
+        assert rows[name].endswith(f"{name}:cifar10")
+    assert ":" not in rows["resnet18"] and ":" not in rows["plain20"]
+
+
+@pytest.mark.skipif(not TEST_IMAGES.is_file(), reason=f"{TEST_IMAGES} is absent")
+def test_predict_classifies_an_image_with_published_weights_and_no_model_file(
+    capsys, keras_home, tmp_path
+):
+    cache_published_weights(keras_home)
+    data = np.load(TEST_IMAGES)
+    assert data["labels"][0] == 3  # CIFAR-10's first test image is a cat
+    Image.fromarray(data["images"][0]).save(tmp_path / "cat.png")
+    code, out, err = run_cli(capsys, "predict", "resnet20:cifar10", str(tmp_path / "cat.png"))
+    assert code == 0, err
+    assert out.startswith(f"{tmp_path / 'cat.png'}: cat ") and not err
+
+
+def test_evaluate_names_its_results_after_the_published_weights(capsys, keras_home, tmp_path):
+    cache_published_weights(keras_home)
+    out_dir = tmp_path / "eval"
+    code, out, err = run_cli(
+        capsys, "evaluate", "resnet20:cifar10", "--synthetic", "--output-dir", str(out_dir)
+    )
+    assert code == 0, err
+    assert out.startswith("cifar10 test accuracy: ")
+    metrics = json.loads((out_dir / "resnet20-cifar10-evaluation.json").read_text())
+    assert metrics["model"] == "resnet20" and metrics["data"] == "synthetic"
+    assert (out_dir / "resnet20-cifar10-confusion_matrix.png").is_file()
+
+
+def test_a_model_without_those_weights_or_offline_without_the_file_ends_in_one_line(
+    capsys, keras_home
+):
+    code, _, err = run_cli(capsys, "predict", "resnet18:cifar10", "cat.png")
+    assert code == 1 and err.count("\n") == 1
+    assert "'cifar10' is published for resnet20, resnet32" in err
+    code, _, err = run_cli(capsys, "evaluate", "resnet56:cifar10", "--synthetic")
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("error: cannot reach github.com:443 to download https://github.com/")
+    assert err.strip().endswith(f"copy it to {keras_home / 'models' / 'resnet56-4bfd9763.th'}")

@@ -3,7 +3,6 @@ and image folders are in test_datasets.py."""
 
 import math
 import socket
-import urllib.request
 
 import numpy as np
 import pytest
@@ -176,39 +175,6 @@ def test_prepared_data_is_read_without_a_network_check(tmp_path, monkeypatch):
     with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_CODE):
         loaded = data.load_tfds("cifar10", str(tmp_path))
     check_cifar(loaded, 5)
-
-
-def test_check_reachable_gives_up_after_its_timeout(monkeypatch):
-    import time
-
-    def hang(address, timeout=None):
-        time.sleep(1)
-        raise TimeoutError("timed out")
-
-    monkeypatch.setattr(socket, "create_connection", hang)
-    started = time.monotonic()
-    with pytest.raises(ConnectionError, match=r"cannot reach example\.org:443 .*within 0\.2 s"):
-        tfds_loader.check_reachable("https://example.org/data.tar.gz", timeout=0.2)
-    assert time.monotonic() - started < 2
-
-
-def test_check_reachable_goes_through_the_https_proxy(monkeypatch):
-    connected = []
-
-    class Connection:
-        def close(self):
-            pass
-
-    def connect(address, timeout=None):
-        connected.append(address)
-        return Connection()
-
-    monkeypatch.setattr(socket, "create_connection", connect)
-    monkeypatch.setattr(
-        urllib.request, "getproxies", lambda: {"https": "http://proxy.example:3128"}
-    )
-    tfds_loader.check_reachable("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz")
-    assert connected == [("proxy.example", 3128)]
 
 
 def test_a_data_dir_that_is_not_tfds_s_is_refused_naming_what_is_there(

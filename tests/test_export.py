@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import run_cli
+from helpers import cache_published_weights, run_cli
 from keras import layers
 
 from keras_resnet import RandomCropFlip, build
@@ -121,3 +121,16 @@ def test_an_unknown_format_is_refused_naming_it(tmp_path):
     with pytest.raises(ConfigError, match="format must be one of saved_model, onnx, got 'tflite'"):
         export(_FailingModel(), tmp_path / "served", format="tflite")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_published_weights_export_by_name_into_the_working_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    cache_published_weights(tmp_path / "keras")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "export", "resnet20:cifar10")
+    assert code == 0, err
+    assert "wrote resnet20-cifar10_saved_model" in out and "raw 0-255 pixels" in out
+    served = tf.saved_model.load(str(tmp_path / "resnet20-cifar10_saved_model"))
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype("float32")
+    expected = build("resnet20", weights="cifar10").predict(pixels, verbose=0)
+    np.testing.assert_allclose(served.serve(pixels).numpy(), expected, rtol=1e-4, atol=1e-4)

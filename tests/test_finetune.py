@@ -1,11 +1,13 @@
 """--init-from and --freeze-backbone: start a run from trained weights, train only its head."""
 
+import dataclasses
 import json
 import sys
 
 import keras
 import numpy as np
 import pytest
+from helpers import cache_published_weights
 
 from keras_resnet import cli, models
 from keras_resnet.errors import ConfigError, ModelFileError
@@ -86,7 +88,7 @@ def test_a_model_of_another_architecture_is_refused_in_one_line(tmp_path, capsys
 
 
 def test_bad_settings_name_the_flag(capsys):
-    with pytest.raises(ConfigError, match=r"init_from must be a \.keras model or a PyTorch"):
+    with pytest.raises(ConfigError, match=r"init_from must be a \.keras model, a PyTorch"):
         TrainConfig(init_from="weights.h5")
     with pytest.raises(ConfigError, match="freeze_backbone needs init_from"):
         TrainConfig(freeze_backbone=True)
@@ -121,6 +123,30 @@ def test_freeze_backbone_leaves_only_the_head_trainable_also_when_read_back(tmp_
     block = model.get_layer("stage1_block0")
     x = np.random.default_rng(0).normal(size=(4, 32, 32, 8)).astype("float32")
     np.testing.assert_allclose(block(x, training=True), block(x, training=False), atol=1e-6)
+
+
+def test_a_run_starts_from_published_weights_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    cache_published_weights(tmp_path / "keras")
+    settings = config(tmp_path, model="resnet20", init_from="resnet20:cifar10")
+    settings = dataclasses.replace(settings, normalization="imagenet")
+    model = build_model(settings, 2)
+    report = initialise(model, "resnet20:cifar10")
+    assert HEAD in report.loaded and not (report.reinitialised or report.not_in_source)
+    assert str(report).startswith("Initialised from resnet20:cifar10: loaded 12 layers.")
+    assert_same(backbone(model), backbone(models.build("resnet20", weights="cifar10")))
+    normalize = model.get_layer("normalize")  # the run's own, matching the published weights'
+    np.testing.assert_allclose(np.ravel(normalize.mean), [123.675, 116.28, 103.53], rtol=1e-6)
+
+
+def test_published_weights_a_model_lacks_end_the_run_in_one_line(tmp_path, capsys):
+    run = tmp_path / "refused"
+    with pytest.raises(SystemExit) as exit:
+        cli.train_main(["--init-from", "resnet18:cifar10", "--output-dir", str(run)])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --init-from 'resnet18:cifar10': 'cifar10' is published for")
+    assert error.count("\n") == 1 and not run.exists()
 
 
 torch = pytest.importorskip("torch")
@@ -178,8 +204,13 @@ def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
         initialise(model, str(tmp_path / "notes.pth"))
 
 
-def test_a_pytorch_checkpoint_without_torch_says_what_to_install(tmp_path, monkeypatch):
+def test_a_pytorch_checkpoint_loads_where_torch_cannot_be_imported(tmp_path, monkeypatch):
+    path = tmp_path / "resnet8.th"
+    state = akamaster_checkpoint(path, num_classes=10)
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
     model = models.build("resnet8")
-    with pytest.raises(ModelFileError, match="needs torch, which is not installed"):
-        initialise(model, str(tmp_path / "weights.pth"))
+    report = initialise(model, str(path))
+    assert report.unit == "PyTorch tensors" and not report.reinitialised
+    np.testing.assert_array_equal(
+        model.get_layer("predictions").bias, state["module.linear.bias"].numpy()
+    )

@@ -17,9 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from keras_resnet import pretrained
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.errors import ConfigError
 from keras_resnet.models import downsampling, get_spec, layer_depth
+from keras_resnet.saving import parse_pretrained
+from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
 from keras_resnet.trainer.data import CIFAR10_MEAN, CIFAR10_STD, FOLDER, PAD
 from keras_resnet.trainer.finetune import SUFFIXES as INIT_SUFFIXES
 
@@ -31,10 +34,12 @@ LOG_FORMATS = ("keras", "note")
 SCHEDULES = ("plateau", "torch_plateau", "steps", "triangular", "cosine")
 WARMUP_SCHEDULES = ("steps", "triangular")
 # (mean, std) per channel on the 0-1 scale, by name: kuangliu/pytorch-cifar's CIFAR-10
-# statistics, and the notes' Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)).
+# statistics, the notes' Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), and ImageNet's, which the
+# published CIFAR-10 weights were trained with (fine-tuning them: --init-from resnet20:cifar10).
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "imagenet": pretrained.WEIGHTS["cifar10"].normalization,
 }
 # "data": the training split's own per-channel mean and std, measured when the run starts. A
 # recipe's "cifar10" means "the data's statistics" measured on CIFAR-10, so on any other
@@ -437,10 +442,19 @@ def _check(c: TrainConfig) -> None:
     )
     _require(
         c.init_from is None
-        or (isinstance(c.init_from, str) and Path(c.init_from).suffix in INIT_SUFFIXES),
+        or (
+            isinstance(c.init_from, str)
+            and (Path(c.init_from).suffix in INIT_SUFFIXES or parse_pretrained(c.init_from))
+        ),
         "init_from",
-        f"must be a .keras model or a PyTorch .pth/.pt checkpoint, got {c.init_from!r}",
+        f"must be a .keras model, a PyTorch {'/'.join(TORCH_SUFFIXES)} checkpoint or "
+        f"NAME:WEIGHTS for published weights (resnet20:cifar10), got {c.init_from!r}",
     )
+    if source := c.init_from and parse_pretrained(c.init_from):
+        try:
+            pretrained.published(*source)
+        except ConfigError as error:
+            raise ConfigError("init_from", f"{c.init_from!r}: {error.reason}") from None
     _require(
         isinstance(c.freeze_backbone, bool),
         "freeze_backbone",

@@ -1,8 +1,9 @@
 """Starting a run from trained weights (``--init-from``) and training only its head
 (``--freeze-backbone``).
 
-The source is a ``.keras`` model of this project or a PyTorch checkpoint in a naming
-``load_torch_weights`` knows. Every layer that matches the new model by name and shapes is
+The source is a ``.keras`` model of this project, a PyTorch checkpoint in a naming
+``load_torch_weights`` knows, or ``NAME:WEIGHTS`` (``resnet20:cifar10``), a model with its
+published weights. Every layer that matches the new model by name and shapes is
 loaded; the head starts afresh when its number of classes differs. Anything else that differs
 in shape means another architecture, and the run is refused before its folder is written.
 """
@@ -10,23 +11,19 @@ in shape means another architecture, and the run is refused before its folder is
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import keras
 
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.errors import ModelFileError
-from keras_resnet.saving import load_model
+from keras_resnet.saving import open_model
+from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
 from keras_resnet.torch_weights import canonical_name, load_torch_weights
 
 HEAD = "predictions"  # the classifier layer of every model ``keras_resnet.build`` makes
-TORCH_SUFFIXES = (".pth", ".pt")
 SUFFIXES = (".keras", *TORCH_SUFFIXES)
-# The keys under which PyTorch training scripts save the state_dict: kuangliu/pytorch-cifar's
-# (and the notes') ``{'net': ...}``, akamaster/pytorch_resnet_cifar10's ``{'state_dict': ...}``.
-_CHECKPOINT_KEYS = ("net", "state_dict")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +83,7 @@ def _shapes(layer: keras.layers.Layer) -> list[tuple]:
 
 
 def _from_keras(model: keras.Model, path: str) -> InitReport:
-    source = {layer.name: layer for layer in _learned_layers(load_model(path))}
+    source = {layer.name: layer for layer in _learned_layers(open_model(path))}
     matched, reinitialised, not_in_source, different = [], [], [], []
     for layer in _learned_layers(model):
         theirs = source.pop(layer.name, None)
@@ -114,7 +111,7 @@ def _from_keras(model: keras.Model, path: str) -> InitReport:
 
 def _from_torch(model: keras.Model, path: str) -> InitReport:
     try:
-        report = load_torch_weights(model, read_torch_state_dict(path), strict=False)
+        report = load_torch_weights(model, path, strict=False)
     except ValueError as error:  # keys that collide, or a model without a PyTorch mapping
         raise ModelFileError(
             f"cannot start from {path!r}: {' '.join(str(error).split())}"
@@ -126,38 +123,6 @@ def _from_torch(model: keras.Model, path: str) -> InitReport:
     return InitReport(
         path, "PyTorch tensors", report.loaded, tuple(head), report.missing, report.unexpected
     )
-
-
-def read_torch_state_dict(path: str) -> Mapping[str, Any]:
-    """The state_dict in a PyTorch checkpoint file, read without running any of its code
-    (``weights_only=True``); torch is needed only here."""
-    try:
-        import torch
-    except ImportError:
-        raise ModelFileError(
-            f"reading the PyTorch checkpoint {path!r} needs torch, which is not installed: "
-            "pip install torch (the CPU build is enough)"
-        ) from None
-    if not Path(path).is_file():
-        raise ModelFileError(f"{path!r} is not a file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # damaged, not a checkpoint, or holding code: one clear line
-        reason = " ".join(f"{type(error).__name__}: {error}".split())
-        raise ModelFileError(f"cannot read PyTorch checkpoint {path!r}: {reason}") from None
-    for key in _CHECKPOINT_KEYS:
-        if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(key), Mapping):
-            checkpoint = checkpoint[key]
-    if not (
-        isinstance(checkpoint, Mapping)
-        and checkpoint
-        and all(isinstance(k, str) and hasattr(v, "shape") for k, v in checkpoint.items())
-    ):
-        raise ModelFileError(
-            f"{path!r} holds no state_dict: expected a mapping of names to tensors, or one "
-            f"under {' or '.join(map(repr, _CHECKPOINT_KEYS))}"
-        )
-    return checkpoint
 
 
 def _refuse(path: str, model: keras.Model, different: list[str]) -> NoReturn:

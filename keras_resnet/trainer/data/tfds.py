@@ -2,20 +2,16 @@
 the checks that make a missing dataset fail in seconds and leave a foreign data_dir alone."""
 
 import contextlib
-import socket
-import threading
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from keras_resnet.downloads import check_reachable
 from keras_resnet.errors import ConfigError, DataUnavailableError
 from keras_resnet.trainer.data.common import FOLDER, GIGABYTE, hide_gpus_from_tensorflow
 from keras_resnet.trainer.data.splits import Dataset, Split
 
-DOWNLOAD_CHECK_SECONDS = 5.0
 READ_BATCH = 10_000  # tfds examples per batch: batch_size=-1 needs the split size first
 
 
@@ -60,36 +56,6 @@ def download_url(builder) -> str:
     if that moves) the dataset's homepage, whose host is usually the download's too."""
     cifar_info = getattr(builder, "_cifar_info", None)
     return getattr(cifar_info, "url", None) or builder.info.homepage
-
-
-def check_reachable(url: str, timeout: float = DOWNLOAD_CHECK_SECONDS) -> None:
-    """Fail in seconds when ``url``'s host (or the HTTPS proxy) cannot be reached.
-
-    Offline, tfds retries its download for minutes before failing. The name lookup runs in a
-    thread because ``getaddrinfo`` takes no timeout.
-    """
-    proxy = urllib.request.getproxies().get(urllib.parse.urlsplit(url).scheme)
-    target = urllib.parse.urlsplit(proxy or url)
-    host, port = target.hostname, target.port or (80 if target.scheme == "http" else 443)
-    failure: list[OSError] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-        except OSError as error:
-            failure.append(error)
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        reason = f"no answer within {timeout:g} s"
-    elif failure:
-        reason = f"{type(failure[0]).__name__}: {failure[0]}"
-    else:
-        return
-    via = f" through the proxy {proxy}" if proxy else ""
-    raise ConnectionError(f"cannot reach {host}:{port}{via} to download {url} ({reason})")
 
 
 def _prepare_check(builder, data_dir: str | None) -> None:
