@@ -116,4 +116,6 @@ def test_a_user_error_is_one_line_with_its_exit_code(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.train_main(["--lr=-1", "--synthetic", "--output-dir", str(tmp_path / "run")])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == "error: --lr must be a positive number, got -1.0\n"
+    assert capsys.readouterr().err == (
+        "error: --lr must be a positive number from 1.18e-38 to 3.4e+38 (float32), got -1.0\n"
+    )
