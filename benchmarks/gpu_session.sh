@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure the README's performance section needs, from one run of one script:
+# Every GPU figure docs/performance.md needs, from one run of one script:
 #   1. benchmarks.throughput: ResNet-18 training, Keras fit vs pure JAX vs PyTorch, float32 at
 #      batch 128 (the notes' setting) and mixed_bfloat16 at batch 512 (the fast recipe's);
 #   2. benchmarks.input_pipeline: the input path against the bfloat16 training rate;

@@ -26,7 +26,9 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def run_python(code: str, *, env_updates=None, remove=(), cwd=None) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, *, env_updates=None, remove=(), cwd=None, timeout: float = 180
+) -> subprocess.CompletedProcess:
     """``python -c CODE`` in a fresh process with this checkout first on its path."""
     env = {k: v for k, v in os.environ.items() if k not in remove}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -38,7 +40,7 @@ def run_python(code: str, *, env_updates=None, remove=(), cwd=None) -> subproces
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
 
 
