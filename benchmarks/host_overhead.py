@@ -50,19 +50,23 @@ MODULE = "benchmarks.host_overhead"
 TARGET_MS = 0.5  # issue #24: the trainer's host cost per step, in every configuration
 TARGET_VS_FIT = 2.0  # ... and at most twice a bare model.fit's
 DEVICES = 4  # the data-parallel row's virtual CPU devices
+STREAMED_GB = 1e-6  # --max-memory-gb below the folder's size: its batches are decoded as read
 RESULT = "RESULT "  # a worker's last line: this, then its row as JSON
 
 # name -> (what it is, what it needs); workers look their row up by name.
 ROWS = {
     "jax": ("plain jitted JAX loop, host batches", None),
     "keras-fit": ("bare model.fit on numpy arrays", None),
+    "keras-fit-devices": (f"bare model.fit, {DEVICES} virtual CPU devices", "devices"),
     "trainer-note": ("train(): note recipe, its log", None),
     "trainer-keras-log": ("train(): --log-format keras", None),
     "trainer-tensorboard": ("train(): --tensorboard", "tensorflow"),
     "trainer-devices": (f"train(): --devices {DEVICES} (virtual CPU devices)", "devices"),
     "trainer-folder": ("train(): streamed image folder", "tensorflow"),
+    "folder-decode": ("the same folder's batches, decoded alone", "tensorflow"),
 }
-BASELINE = "keras-fit"
+BASELINE = "keras-fit"  # what each trainer row is compared with, unless named here
+BASELINES = {"trainer-devices": "keras-fit-devices"}
 
 
 def worker(name: str, epochs: int, batch_size: int) -> dict:
@@ -71,8 +75,10 @@ def worker(name: str, epochs: int, batch_size: int) -> dict:
 
     if name == "jax":
         row = time_jax(epochs, batch_size)
-    elif name == "keras-fit":
-        row = time_keras_fit(epochs, batch_size)
+    elif name == "folder-decode":
+        row = time_folder_decode(epochs, batch_size)
+    elif name.startswith("keras-fit"):
+        row = time_keras_fit(epochs, batch_size, DEVICES if ROWS[name][1] == "devices" else 1)
     else:
         row = time_trainer(name, epochs, batch_size)
     return {**row, "device": device_info()}
@@ -167,8 +173,10 @@ def time_jax(epochs: int, batch_size: int) -> dict:
     return summary(times, steps)
 
 
-def time_keras_fit(epochs: int, batch_size: int) -> dict:
-    """``model.fit`` on numpy arrays, the trainer's compile, no callbacks but the clock."""
+def time_keras_fit(epochs: int, batch_size: int, devices: int) -> dict:
+    """``model.fit`` on numpy arrays, the trainer's compile, no callbacks but the clock; data
+    parallel over ``devices`` as the trainer sets it up."""
+    from keras_resnet.trainer import distributed
     from keras_resnet.trainer.config import TrainConfig
     from keras_resnet.trainer.data import synthetic_cifar10
     from keras_resnet.trainer.fit import compile_model
@@ -176,6 +184,7 @@ def time_keras_fit(epochs: int, batch_size: int) -> dict:
     data = synthetic_cifar10()
     x, y = data.train.images, data.train.labels
     config = TrainConfig(synthetic=True, batch_size=batch_size)
+    distributed.setup(devices)
     steps = -(-len(x) // batch_size)
     model = compile_model(tiny_model(x.shape[1:], len(data.class_names)), config, steps)
     clock = epoch_clock()
@@ -197,6 +206,25 @@ def write_folder(root: Path) -> None:
             Image.fromarray(image).save(folder / f"{i}.png")
 
 
+def time_folder_decode(epochs: int, batch_size: int) -> dict:
+    """An epoch's batches of the streamed folder read one after another, with no model: the
+    decoding that ``trainer-folder`` cannot go below on this host."""
+    from keras_resnet.trainer.data import CifarBatches, load_folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_folder(Path(tmp))
+        data = load_folder(tmp, max_memory_gb=STREAMED_GB)
+        batches = CifarBatches(data.train, batch_size, train=True)
+        times = []
+        for epoch in range(epochs):
+            batches.set_epoch(epoch)
+            started = time.perf_counter()
+            for index in range(len(batches)):
+                batches[index]
+            times.append(1000 * (time.perf_counter() - started) / len(batches))
+    return summary(times, len(batches))
+
+
 def time_trainer(name: str, epochs: int, batch_size: int) -> dict:
     """``train()`` as ``train.py`` runs it, with the dense model built in ``build_model``'s
     place and compiled as it compiles."""
@@ -215,8 +243,7 @@ def time_trainer(name: str, epochs: int, batch_size: int) -> dict:
         settings = {"synthetic": True}
         if name == "trainer-folder":
             write_folder(Path(tmp) / "images")
-            # Below the folder's size, so that its images are decoded batch by batch.
-            settings = {"dataset": f"folder:{Path(tmp) / 'images'}", "max_memory_gb": 1e-6}
+            settings = {"dataset": f"folder:{Path(tmp) / 'images'}", "max_memory_gb": STREAMED_GB}
         config = TrainConfig(
             **settings,
             epochs=epochs,
@@ -265,7 +292,6 @@ def run_row(name: str, args: argparse.Namespace) -> dict:
 
 def markdown_table(rows: dict[str, dict]) -> str:
     """ms/step beside the bare fit, and each target met or not."""
-    base = rows.get(BASELINE, {}).get("step_ms")
     lines = [
         "| configuration | ms/step | x bare fit | <= 0.5 ms and <= 2x fit |",
         "|---|---:|---:|---|",
@@ -276,6 +302,7 @@ def markdown_table(rows: dict[str, dict]) -> str:
             why = row.get("skipped") or f"failed: {' '.join(row.get('error', []))[:100]}"
             lines.append(f"| {label} | - | - | {why} |")
             continue
+        base = rows.get(BASELINES.get(name, BASELINE), {}).get("step_ms")
         ratio = row["step_ms"] / base if base else None
         meets = ""
         if name.startswith("trainer"):
@@ -295,7 +322,7 @@ def load_average() -> list[float] | None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 epochs a row: checks, not figures")
+    parser.add_argument("--quick", action="store_true", help="2 epochs a row: checks, not figures")
     parser.add_argument("--epochs", type=positive_int, help="per row, the first untimed (8)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="a multiple of 4")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"some of {', '.join(ROWS)}")
@@ -305,7 +332,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", help="default: benchmarks/results/host_overhead-<device>.json")
     parser.add_argument("--worker", choices=ROWS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.epochs = args.epochs or (3 if args.quick else 8)
+    args.epochs = args.epochs or (2 if args.quick else 8)
     if args.epochs < 2:
         parser.error("--epochs: at least 2, the first compiles and is not timed")
     if args.batch_size % DEVICES:
