@@ -413,37 +413,6 @@ def test_train_batches_follow_seed_and_epoch():
     assert not np.array_equal(order, other_seed)
 
 
-def test_prefetched_batches_are_the_batches_of_their_epoch_however_they_are_read():
-    """Made ahead on a thread, they equal the batches made on demand: read in order, after
-    an epoch change mid-way, out of order, and an error comes when its batch is read."""
-    split = small_split(203)
-    plain = CifarBatches(split, batch_size=16, train=True, seed=2, devices=2, shard=(1, 2))
-    ahead = CifarBatches(
-        split, batch_size=16, train=True, seed=2, devices=2, shard=(1, 2), prefetch=3
-    )
-    for epoch, reads in [(0, range(len(plain))), (1, range(4)), (2, [5, 0, 5, 12, 1, 2, 3])]:
-        plain.set_epoch(epoch)
-        ahead.set_epoch(epoch)
-        for index in reads:
-            for x, y in zip(plain[index], ahead[index], strict=True):
-                np.testing.assert_array_equal(x, y)
-
-    class Broken:
-        """Images whose batch 2 cannot be read."""
-
-        shape = split.images.shape
-
-        def __getitem__(self, index):
-            if 2 in np.asarray(index) // 2:  # rows 4 and 5, batch 2 when read in order
-                raise OSError("damaged file")
-            return split.images[index]
-
-    broken = CifarBatches(Split(Broken(), split.labels), batch_size=2, prefetch=2)
-    broken[0], broken[1]  # batch 2 is made ahead, and fails, while these are read
-    with pytest.raises(OSError, match="damaged file"):
-        broken[2]
-
-
 def test_batches_work_as_a_keras_dataset():
     import keras
 

@@ -232,7 +232,6 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose, build) ->
         seed=config.seed,
         devices=topology.devices,
         shard=shard,
-        prefetch=cifar.PREFETCH,
     )
     warn_about_schedule(config, len(train_batches))
     model = (build or build_model)(config, len(train_batches), data)

@@ -10,7 +10,7 @@ and ``build``'s ``input_normalization``), so batches stay uint8 until they reach
 """
 
 from keras_resnet.errors import DataUnavailableError
-from keras_resnet.trainer.data.batches import PREFETCH, CifarBatches
+from keras_resnet.trainer.data.batches import CifarBatches
 from keras_resnet.trainer.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, PAD
 from keras_resnet.trainer.data.common import FOLDER
 from keras_resnet.trainer.data.folders import DECODE_THREADS, FolderImages, load_folder
@@ -25,7 +25,6 @@ __all__ = [
     "DECODE_THREADS",
     "FOLDER",
     "PAD",
-    "PREFETCH",
     "CifarBatches",
     "DataUnavailableError",
     "Dataset",

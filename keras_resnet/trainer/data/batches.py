@@ -2,18 +2,10 @@
 resumed run sees exactly the data an unbroken one would have; they stay uint8 until they reach
 the device, where the model augments and normalises them."""
 
-from __future__ import annotations
-
-from concurrent.futures import Future, ThreadPoolExecutor
-
 import keras
 import numpy as np
 
 from keras_resnet.trainer.data.splits import Split
-
-# Training batches made ahead on a thread, while the device runs the step: the gather (and the
-# decoding of a streamed folder) leaves the step's critical path.
-PREFETCH = 2
 
 
 class CifarBatches(keras.utils.PyDataset):
@@ -28,11 +20,6 @@ class CifarBatches(keras.utils.PyDataset):
     process ``i`` of ``n`` yields its contiguous slice of each global batch, so the processes
     together see exactly the batches a single process would. ``flip`` mirrors every image
     (flip test-time augmentation, without copying the split).
-
-    ``prefetch=k`` makes the next ``k`` batches of the epoch on a background thread as each
-    one is read, in the order of the epoch they belong to (``set_epoch`` drops those of the
-    last): the batches are the same, they are only ready sooner when read in order, as
-    ``model.fit`` reads them. An error making a batch is raised when that batch is read.
     """
 
     def __init__(
@@ -44,7 +31,6 @@ class CifarBatches(keras.utils.PyDataset):
         devices: int = 1,
         shard: tuple[int, int] = (0, 1),
         flip: bool = False,
-        prefetch: int = 0,
     ):
         super().__init__()
         self.split = split
@@ -54,13 +40,9 @@ class CifarBatches(keras.utils.PyDataset):
         self.devices = devices
         self.shard = shard
         self.flip = flip
-        self.prefetch = prefetch
-        self._pool: ThreadPoolExecutor | None = None
-        self._ahead: dict[int, Future] = {}
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        self._ahead = {}  # made from the last order; any still running finishes unread
         n = len(self.split)
         self._order = (
             np.random.default_rng([self.seed, epoch]).permutation(n) if self.train else np.arange(n)
@@ -71,19 +53,7 @@ class CifarBatches(keras.utils.PyDataset):
         return full + bool(rest and (not self.train or rest % self.devices == 0))
 
     def __getitem__(self, index: int):
-        order = self._order
-        if not self.prefetch:
-            return self._make(order, index)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
-        ready = self._ahead.pop(index, None)
-        for ahead in range(index + 1, min(index + 1 + self.prefetch, len(self))):
-            if ahead not in self._ahead:
-                self._ahead[ahead] = self._pool.submit(self._make, order, ahead)
-        return ready.result() if ready else self._make(order, index)
-
-    def _make(self, order: np.ndarray, index: int):
-        batch = order[index * self.batch_size : (index + 1) * self.batch_size]
+        batch = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         if len(batch) % self.devices:
             batch = np.pad(batch, (0, -len(batch) % self.devices), mode="edge")
         rank, count = self.shard
