@@ -15,10 +15,13 @@ JAX loop fed host batches: the floors that Keras and JAX set.
 
 ms/step is the median over epochs (the first, which compiles, left out) of one epoch's steps
 from the first step's start to the last step's end, as the device finishes it (``EpochClock``);
-validation and checkpoints at the epoch's end fall outside it. Each row runs in its own process:
-XLA reads ``--xla_force_host_platform_device_count`` (the 4 virtual devices) once per process.
-Rows that need TensorFlow (TensorBoard; a folder, which TensorFlow lists) or more devices than
-there are are skipped with the reason.
+validation and checkpoints at the epoch's end fall outside it. CPU ms/step is the CPU time of
+all of the process's threads over the same span: the host's work, which waiting for a core on a
+busy machine does not inflate as it does the wall clock (on a CPU it includes XLA's computing
+the step). Each row runs in its own process: XLA reads
+``--xla_force_host_platform_device_count`` (the 4 virtual devices) once per process.
+Rows that need TensorFlow (TensorBoard; a folder, which TensorFlow lists) are skipped, with the
+reason, where it is not installed.
 
 At a device step of S ms the host costs the device h / (S + h) of its time when the two do not
 overlap, and nothing once the host prepares the next step while the device runs this one.
@@ -112,27 +115,37 @@ def epoch_clock():
 
         def on_train_batch_begin(self, batch, logs=None):
             if batch == 0:
-                self.epochs[self.epoch][0] = time.perf_counter()
+                self.epochs[self.epoch][0] = clocks()
 
         def on_train_batch_end(self, batch, logs=None):
             record = self.epochs[self.epoch]
-            now = time.perf_counter()
+            now = clocks()
             if batch + 1 >= record[2]:  # batch ends may arrive out of order
                 record[1], record[2] = now, batch + 1
 
-        def step_ms(self) -> list[float]:
-            return [1000 * (end - begin) / steps for begin, end, steps in self.epochs.values()]
+        def summary(self, **extra) -> dict:
+            return summary(list(self.epochs.values()), **extra)
 
     return EpochClock()
 
 
-def summary(step_ms: list[float], steps: int, **extra) -> dict:
-    """The row: the median of the epochs after the first, and each epoch's figure."""
-    timed = step_ms[1:]
+def clocks() -> tuple[float, float]:
+    """Wall-clock and CPU seconds (every thread of this process): under load the first grows
+    with the waits for a core, the second stays the work done."""
+    return time.perf_counter(), time.process_time()
+
+
+def summary(epochs: list[tuple], **extra) -> dict:
+    """The row from each epoch's (start clocks, end clocks, steps): the median over the
+    epochs after the first of ms/step, wall-clock and CPU, and each epoch's figures."""
+    wall = [1000 * (end[0] - begin[0]) / steps for begin, end, steps in epochs]
+    cpu = [1000 * (end[1] - begin[1]) / steps for begin, end, steps in epochs]
     return {
-        "step_ms": statistics.median(timed),
-        "step_ms_epochs": step_ms,
-        "steps_per_epoch": steps,
+        "step_ms": statistics.median(wall[1:]),
+        "cpu_ms": statistics.median(cpu[1:]),
+        "step_ms_epochs": wall,
+        "cpu_ms_epochs": cpu,
+        "steps_per_epoch": epochs[0][2],
         **extra,
     }
 
@@ -161,16 +174,16 @@ def time_jax(epochs: int, batch_size: int) -> dict:
         return jax.tree.map(lambda p, g: p - 0.01 * g, params, grads), loss
 
     steps = images // batch_size
-    times = []
+    timed = []
     for epoch in range(epochs):
         order = np.random.default_rng([0, epoch]).permutation(images)
-        started = time.perf_counter()
+        started = clocks()
         for i in range(steps):
             batch = order[i * batch_size : (i + 1) * batch_size]
             params, loss = step(params, x[batch], y[batch])
         jax.block_until_ready(loss)
-        times.append(1000 * (time.perf_counter() - started) / steps)
-    return summary(times, steps)
+        timed.append((started, clocks(), steps))
+    return summary(timed)
 
 
 def time_keras_fit(epochs: int, batch_size: int, devices: int) -> dict:
@@ -189,7 +202,7 @@ def time_keras_fit(epochs: int, batch_size: int, devices: int) -> dict:
     model = compile_model(tiny_model(x.shape[1:], len(data.class_names)), config, steps)
     clock = epoch_clock()
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[clock])
-    return summary(clock.step_ms(), steps)
+    return clock.summary()
 
 
 def write_folder(root: Path) -> None:
@@ -215,14 +228,14 @@ def time_folder_decode(epochs: int, batch_size: int) -> dict:
         write_folder(Path(tmp))
         data = load_folder(tmp, max_memory_gb=STREAMED_GB)
         batches = CifarBatches(data.train, batch_size, train=True)
-        times = []
+        timed = []
         for epoch in range(epochs):
             batches.set_epoch(epoch)
-            started = time.perf_counter()
+            started = clocks()
             for index in range(len(batches)):
                 batches[index]
-            times.append(1000 * (time.perf_counter() - started) / len(batches))
-    return summary(times, len(batches))
+            timed.append((started, clocks(), len(batches)))
+    return summary(timed)
 
 
 def time_trainer(name: str, epochs: int, batch_size: int) -> dict:
@@ -257,8 +270,7 @@ def time_trainer(name: str, epochs: int, batch_size: int) -> dict:
         log = io.StringIO()  # the log is written as train.py writes it, and kept out of the table
         with contextlib.redirect_stdout(log):
             train(config, topology=topology, callbacks=[clock], build=build)
-    steps = len(clock.epochs) and clock.epochs[0][2]
-    return summary(clock.step_ms(), steps, log_lines=log.getvalue().count("\n"))
+    return clock.summary(log_lines=log.getvalue().count("\n"))
 
 
 def skip_reason(name: str) -> str | None:
@@ -293,14 +305,14 @@ def run_row(name: str, args: argparse.Namespace) -> dict:
 def markdown_table(rows: dict[str, dict]) -> str:
     """ms/step beside the bare fit, and each target met or not."""
     lines = [
-        "| configuration | ms/step | x bare fit | <= 0.5 ms and <= 2x fit |",
-        "|---|---:|---:|---|",
+        "| configuration | ms/step | CPU ms/step | x bare fit | <= 0.5 ms and <= 2x fit |",
+        "|---|---:|---:|---:|---|",
     ]
     for name, row in rows.items():
         label = ROWS[name][0]
         if "step_ms" not in row:
             why = row.get("skipped") or f"failed: {' '.join(row.get('error', []))[:100]}"
-            lines.append(f"| {label} | - | - | {why} |")
+            lines.append(f"| {label} | - | - | - | {why} |")
             continue
         base = rows.get(BASELINES.get(name, BASELINE), {}).get("step_ms")
         ratio = row["step_ms"] / base if base else None
@@ -309,7 +321,9 @@ def markdown_table(rows: dict[str, dict]) -> str:
             met = row["step_ms"] <= TARGET_MS and (ratio is None or ratio <= TARGET_VS_FIT)
             meets = "yes" if met else "no"
         shown = f"{ratio:.2f}" if ratio is not None else "-"
-        lines.append(f"| {label} | {row['step_ms']:.3f} | {shown} | {meets} |")
+        lines.append(
+            f"| {label} | {row['step_ms']:.3f} | {row['cpu_ms']:.3f} | {shown} | {meets} |"
+        )
     return "\n".join(lines)
 
 
@@ -400,7 +414,9 @@ def combine(found: list[dict]) -> dict:
     return {
         **ran[0],
         "step_ms": statistics.median(r["step_ms"] for r in ran),
+        "cpu_ms": statistics.median(r["cpu_ms"] for r in ran),
         "step_ms_rounds": [r["step_ms"] for r in ran],
+        "cpu_ms_rounds": [r["cpu_ms"] for r in ran],
     }
 
 

@@ -323,8 +323,10 @@ def check_host_overhead_rows(report: dict, ran: set[str]) -> None:
         row = rows[name]
         assert "error" not in row and "skipped" not in row, (name, row)
         assert len(row["step_ms_epochs"]) == report["epochs"], name
-        assert all(math.isfinite(ms) and ms > 0 for ms in row["step_ms_epochs"]), (name, row)
-        assert row["step_ms"] in row["step_ms_epochs"][1:], name  # the first epoch compiles
+        for key in ("step_ms", "cpu_ms"):
+            epochs = row[f"{key}_epochs"]
+            assert all(math.isfinite(ms) and ms > 0 for ms in epochs), (name, key, row)
+            assert row[key] in epochs[1:], (name, key)  # the first epoch compiles: not timed
         assert row["steps_per_epoch"] > 0, name
     for name in set(rows) - ran:
         assert rows[name]["skipped"], (name, rows[name])
