@@ -339,7 +339,7 @@ def test_host_overhead_times_every_configuration_without_tensorflow(gpu_session)
     why they were skipped; the table lists them all."""
     _, out = gpu_session
     stdout = section((out / "gpu_session.log").read_text(), "host-overhead")
-    assert "| configuration | ms/step | x bare fit |" in stdout
+    assert "| configuration | ms/step | CPU ms/step | x bare fit |" in stdout
     report = json.loads((out / "host_overhead.json").read_text())
     assert list(report["rows"]) == list(host_overhead.ROWS)
     needs_tensorflow = {n for n, (_, need) in host_overhead.ROWS.items() if need == "tensorflow"}
