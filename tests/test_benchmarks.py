@@ -1,6 +1,7 @@
 """benchmarks/: the PyTorch twin is the same network, and every script runs end to end."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import keras_resnet
-from benchmarks import throughput
+from benchmarks import host_overhead, throughput
 from benchmarks.common import ROOT
 from keras_resnet.models import get_spec, parameter_count
 from keras_resnet.trainer.config import RECIPES
@@ -226,6 +227,11 @@ def gpu_session_process(
     process.wait(timeout=900)  # never left running past the module
 
 
+def section(log: str, step: str) -> str:
+    """What one step of gpu_session.sh printed, from the session's log."""
+    return log.split(f"== {step}\n", 1)[1].split(f"== {step} exited with", 1)[0]
+
+
 @pytest.fixture(scope="module")
 def gpu_session(gpu_session_process) -> tuple[str, Path]:
     """The script's output and its $OUT, once it has ended with exit status 0."""
@@ -238,10 +244,18 @@ def gpu_session(gpu_session_process) -> tuple[str, Path]:
 
 def test_gpu_session_script_runs_every_step_quickly(gpu_session):
     stdout, out = gpu_session
-    steps = ("throughput-float32", "throughput-bfloat16", "input-pipeline", "recipe-epochs")
+    steps = (
+        "throughput-float32", "throughput-bfloat16", "input-pipeline", "recipe-epochs",
+        "host-overhead",
+    )  # fmt: skip
+    log = (out / "gpu_session.log").read_text()
     for name in steps:
         assert f"== {name} exited with 0" in stdout, stdout[-3000:]
-    reports = ("throughput-float32", "throughput-bfloat16", "input_pipeline", "recipe_epochs")
+        assert section(log, name).strip(), name
+    reports = (
+        "throughput-float32", "throughput-bfloat16", "input_pipeline", "recipe_epochs",
+        "host_overhead",
+    )  # fmt: skip
     for name in reports:
         assert json.loads((out / f"{name}.json").read_text())
     assert json.loads((out / "throughput-bfloat16.json").read_text())["precision"] == (
@@ -253,7 +267,8 @@ def test_gpu_session_script_runs_every_step_quickly(gpu_session):
 def test_throughput_then_input_pipeline_end_to_end(gpu_session):
     """Every framework's row, the table, the JSON; then the input path against those rates."""
     _, out = gpu_session
-    stdout = (out / "gpu_session-throughput-float32.log").read_text()
+    log = (out / "gpu_session.log").read_text()
+    stdout = section(log, "throughput-float32")
     assert "| framework | train img/s | vs keras | compile s | eval img/s | peak memory |" in stdout
     assert "**resnet8**" in stdout and "keras/jax = " in stdout and "keras/torch = " in stdout
     report = json.loads((out / "throughput-float32.json").read_text())
@@ -272,7 +287,7 @@ def test_throughput_then_input_pipeline_end_to_end(gpu_session):
         f"TensorFlow or tfds was imported: {report['imported']}"
     )
 
-    stdout = (out / "gpu_session-input-pipeline.log").read_text()
+    stdout = section(log, "input-pipeline")
     assert "| input path | images/s | ms/batch | x Keras train rate | target >= 5x |" in stdout
     report = json.loads((out / "input_pipeline.json").read_text())
     train_path = report["input"]["CifarBatches train=True (shuffle + gather), host"]
@@ -283,7 +298,7 @@ def test_throughput_then_input_pipeline_end_to_end(gpu_session):
 
 def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(gpu_session):
     _, out = gpu_session
-    stdout = (out / "gpu_session-recipe-epochs.log").read_text()
+    stdout = section((out / "gpu_session.log").read_text(), "recipe-epochs")
     assert "| recipe | model, batch, precision | compile s | train img/s |" in stdout
     report = json.loads((out / "recipe_epochs.json").read_text())
     rows = {row["recipe"]: row for row in report["rows"]}
@@ -298,6 +313,57 @@ def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(gpu_session):
         epoch = row["train_epoch_s"] + row["eval_s"]
         assert row["projected_run_s"] == pytest.approx(row["epochs"] * epoch)
     assert not any(report["imported"].values())
+
+
+def check_host_overhead_rows(report: dict, ran: set[str]) -> None:
+    """Each row of ``ran`` has a positive finite ms/step for every epoch; the others say why
+    they were skipped."""
+    rows = report["rows"]
+    for name in ran:
+        row = rows[name]
+        assert "error" not in row and "skipped" not in row, (name, row)
+        assert len(row["step_ms_epochs"]) == report["epochs"], name
+        for key in ("step_ms", "cpu_ms"):
+            epochs = row[f"{key}_epochs"]
+            assert all(math.isfinite(ms) and ms > 0 for ms in epochs), (name, key, row)
+            assert row[key] in epochs[1:], (name, key)  # the first epoch compiles: not timed
+        assert row["steps_per_epoch"] > 0, name
+    for name in set(rows) - ran:
+        assert rows[name]["skipped"], (name, rows[name])
+    for name in ran & {"trainer-note", "trainer-keras-log"}:
+        assert rows[name]["log_lines"] > 0, name  # each log was written
+
+
+def test_host_overhead_times_every_configuration_without_tensorflow(gpu_session):
+    """QUICK's run, TensorFlow hidden: every row but TensorBoard's and the folder's, which say
+    why they were skipped; the table lists them all."""
+    _, out = gpu_session
+    stdout = section((out / "gpu_session.log").read_text(), "host-overhead")
+    assert "| configuration | ms/step | CPU ms/step | x bare fit |" in stdout
+    report = json.loads((out / "host_overhead.json").read_text())
+    assert list(report["rows"]) == list(host_overhead.ROWS)
+    needs_tensorflow = {n for n, (_, need) in host_overhead.ROWS.items() if need == "tensorflow"}
+    check_host_overhead_rows(report, set(host_overhead.ROWS) - needs_tensorflow)
+    assert report["rows"]["trainer-devices"]["device"]["count"] == host_overhead.DEVICES
+    for label, _ in host_overhead.ROWS.values():
+        assert f"| {label} |" in report["table"]
+
+
+def test_host_overhead_times_tensorboard_and_a_streamed_folder(tmp_path):
+    """The rows that need TensorFlow: TensorBoard and the streamed folder through train(), and
+    the folder decoded alone."""
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "host.json"
+    rows = "trainer-tensorboard,trainer-folder,folder-decode"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.host_overhead", "--quick", "--rows", rows,
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    check_host_overhead_rows(report, set(rows.split(",")))
+    assert "streamed image folder" in proc.stdout
 
 
 def test_folder_input_times_a_generated_jpeg_folder(tmp_path):

@@ -7,7 +7,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import keras
@@ -162,6 +162,12 @@ def build_model(
     )
     if config.freeze_backbone:
         finetune.freeze_backbone(model)
+    return compile_model(model, config, steps_per_epoch)
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """``model`` compiled as a run of ``config`` trains it: PyTorch-style SGD on the config's
+    learning-rate schedule, the (smoothed) cross-entropy, accuracy."""
     optimizer = TorchSGD(
         learning_rate(config, steps_per_epoch),
         momentum=config.momentum,
@@ -174,6 +180,10 @@ def build_model(
         metrics=["accuracy"],
     )
     return model
+
+
+# (config, steps per epoch, data) -> the compiled model a fresh run starts from.
+ModelBuilder = Callable[[TrainConfig, int, cifar.Dataset], keras.Model]
 
 
 @contextlib.contextmanager
@@ -211,11 +221,14 @@ def train(
     topology: distributed.Topology | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
+    build: ModelBuilder | None = None,
 ) -> Path:
     """Train (or continue) the run described by ``config``; return its folder.
 
     ``topology`` comes from ``distributed.setup``; by default training uses every local device.
-    Seeds, the dtype policy and the distribution are restored when it returns.
+    Seeds, the dtype policy and the distribution are restored when it returns. ``build`` makes
+    the model instead of ``build_model``: ``benchmarks.host_overhead`` passes one whose step
+    costs next to nothing, to time what the trainer itself adds to every step.
     """
     environment.require_trainer_backend()
     check_temporary_folder()
@@ -230,7 +243,8 @@ def train(
             run.write = topology.is_chief
             with run.locked():
                 return _train(
-                    config, data, run, overwrite, topology, [*callbacks, stop_on_signal], verbose
+                    config, data, run, overwrite, topology, [*callbacks, stop_on_signal], verbose,
+                    build,
                 )
         except KeyboardInterrupt:  # said while a second signal is still caught
             print(interrupted(run), flush=True)
@@ -244,7 +258,7 @@ def interrupted(run: RunFolder) -> str:
     return f"\nInterrupted. {run.kept()} Resume with: python train.py --resume {run}"
 
 
-def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
+def _train(config, data, run, overwrite, topology, callbacks, verbose, build) -> Path:
     state = run.resume_state(config, overwrite)
 
     shard = (topology.process_id, topology.num_processes)
@@ -257,7 +271,7 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose) -> Path:
         shard=shard,
     )
     warn_about_schedule(config, len(train_batches))
-    model = build_model(config, len(train_batches), data)
+    model = (build or build_model)(config, len(train_batches), data)
     if state is None:
         if config.init_from:  # before run.start: a refused file leaves the folder as it was
             report = finetune.initialise(model, config.init_from)

@@ -2,7 +2,8 @@
 
 Keras's ``TensorBoard`` callback writes each epoch's loss, accuracy and learning rate (the
 ``train`` run) and the validation loss and accuracy that ``Validate`` adds (the ``validation``
-run), through ``tf.summary``. ``TrainingImages`` adds a few of each epoch's training images.
+run), through ``tf.summary``; ``EpochTensorBoard`` keeps it off the steps. ``TrainingImages``
+adds a few of each epoch's training images.
 """
 
 from __future__ import annotations
@@ -45,12 +46,33 @@ class TrainingImages(keras.callbacks.Callback):
         self.writer.close()
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's ``TensorBoard`` writing once an epoch, with nothing done per batch.
+
+    Keras's own batch hooks call ``tf.summary.scalar`` for every metric of every batch (a
+    no-op without a batch writer, at a TensorFlow op's cost each) and, not being
+    ``async_safe``, make Keras run every batch callback on the main thread and wait for each
+    step's loss there: with them a step of a small model cost 2.6 times a bare ``fit``'s
+    (``benchmarks.host_overhead``). The trainer asks for neither batch summaries nor profiling.
+    """
+
+    def __init__(self, log_dir: Path):
+        super().__init__(
+            log_dir=str(log_dir), write_graph=False, update_freq="epoch", profile_batch=0
+        )
+        self.async_safe = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
 def callbacks(log_dir: Path, batches: CifarBatches) -> list[keras.callbacks.Callback]:
     """The callbacks that write ``log_dir``. Put them after ``Validate`` (they log its
     metrics) and before the learning-rate callback (they log the rate the epoch ran at)."""
     return [
         TrainingImages(log_dir, batches),  # first: it imports TensorFlow as the trainer wants
-        keras.callbacks.TensorBoard(
-            log_dir=str(log_dir), write_graph=False, update_freq="epoch", profile_batch=0
-        ),
+        EpochTensorBoard(log_dir),
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import io
 import os
 from collections.abc import Sequence
@@ -50,10 +51,16 @@ class FolderImages:
             return FolderImages(self.paths[index], self.size)
         paths = self.paths[np.asarray(index)].reshape(-1)
         out = np.empty((len(paths), *self.size, 3), np.uint8)
-        with ThreadPoolExecutor(min(DECODE_THREADS, os.cpu_count() or 1)) as pool:
-            for i, image in enumerate(pool.map(lambda p: load_image(p, self.size), paths)):
-                out[i] = image
+        for i, image in enumerate(_decoders().map(lambda p: load_image(p, self.size), paths)):
+            out[i] = image
         return out
+
+
+@functools.cache
+def _decoders() -> ThreadPoolExecutor:
+    """One pool for every read: starting its threads for each batch cost more than decoding
+    a small batch (2 ms of 3.5 for 8 32x32 PNGs on 2 cores)."""
+    return ThreadPoolExecutor(min(DECODE_THREADS, os.cpu_count() or 1), "decode")
 
 
 def _list_split(folder: Path, class_names: list[str] | None) -> tuple[list[str], list[int], list]:
