@@ -257,7 +257,7 @@ def test_the_kuangliu_recipe_trains_end_to_end_on_its_cosine(tmp_path):
     "overrides, message",
     [
         (dict(lr_threshold=-0.1), "lr_threshold must be a non-negative number, got -0.1"),
-        (dict(normalization="imagenet"), "normalization must be one of cifar10, half, data, got"),
+        (dict(normalization="coco"), "normalization must be one of cifar10, half, imagenet, data"),
         (dict(padding=-1), "padding must be an integer from 0 to 64 pixels, got -1"),
         (dict(schedule="cosine", warmup_steps=5), "(cosine has no warm-up)"),
     ],

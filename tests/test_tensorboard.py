@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from keras_resnet import cli, models
 from keras_resnet.errors import ConfigError
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import load_data
+from keras_resnet.trainer.run_folder import RunFolder
 
 models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 
@@ -56,7 +56,7 @@ def test_tensorboard_logs_each_epochs_scalars_and_training_images(tmp_path, caps
         expected = [float(row[column]) for row in history]
         np.testing.assert_allclose([logged[0], logged[1]], expected, rtol=1e-5)
 
-    config = TrainConfig.from_json(json.loads((run / "config.json").read_text()))
+    config = RunFolder(run).read_config()
     training_images = load_data(config).train.images
     shown = {}
     for event in train.Tensors("training_images"):
