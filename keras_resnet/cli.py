@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from keras_resnet import __version__
+from keras_resnet import __version__, saving
 from keras_resnet.errors import ConfigError, KerasResnetError
 from keras_resnet.export import FORMATS as EXPORT_FORMATS
 from keras_resnet.trainer.config import (
@@ -28,7 +28,6 @@ from keras_resnet.trainer.config import (
     SCHEDULES,
     TrainConfig,
 )
-from keras_resnet.trainer.run_folder import RunFolder
 
 DEGRADATION_DEPTHS = (20, 32, 44, 56)
 DEPTH_MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
@@ -64,14 +63,14 @@ def evaluate(
 ) -> int:
     """Test accuracy and per-class accuracy of a saved model on ``dataset`` (default: the one
     it was trained on, saved in it; else CIFAR-10); the results go beside it."""
-    from keras_resnet.saving import load_model
-    from keras_resnet.trainer import evaluation
-
     if seed < 0:
         raise ConfigError("seed", f"must be 0 or more, got {seed}")
     if not max_memory_gb > 0:
         raise ConfigError("max_memory_gb", f"must be a positive number, got {max_memory_gb}")
-    model = load_model(model_path)
+    saving.check_model_file(model_path)  # before Keras is imported: a bad path answers at once
+    from keras_resnet.trainer import evaluation
+
+    model = saving.load_model(model_path)
     metrics = evaluation.evaluate_saved(
         model, str(model_path), data_dir, synthetic, seed, batch_size, dataset, max_memory_gb
     )
@@ -86,10 +85,14 @@ def evaluate(
 
 def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
     """The ``top`` likeliest classes of each image file."""
-    from keras_resnet.saving import load_model
+    from keras_resnet.trainer import images as image_files
+
+    saving.check_model_file(model_path)  # before Keras is imported: a bad path answers at once
+    for image in images:
+        image_files.check_image_file(image)
     from keras_resnet.trainer import evaluation
 
-    model = load_model(model_path)
+    model = saving.load_model(model_path)
     ranked_classes = evaluation.classify_files(model, str(model_path), images, top)
     for path, ranked in zip(images, ranked_classes, strict=True):
         print(f"{path}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked))
@@ -102,7 +105,7 @@ def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
 
 def list_models() -> int:
     """The registry, with trainable parameter counts for 10 classes."""
-    from keras_resnet.models import get_spec, list_models, parameter_count
+    from keras_resnet.registry import get_spec, list_models, parameter_count
 
     print(f"{'model':<18} {'block':<18} {'depths':<16} {'shortcut':<8} {'params':>12}")
     for name in list_models():
@@ -135,12 +138,12 @@ def export(
     overwrite: bool = False,
 ) -> int:
     """Write a saved model as a TensorFlow SavedModel or ONNX file (default: beside it)."""
+    from keras_resnet import export as exporting
+
+    saving.check_model_file(model_path)  # before Keras is imported: a bad path answers at once
     import keras
 
-    from keras_resnet import export as exporting
-    from keras_resnet.saving import load_model
-
-    model = load_model(model_path)
+    model = saving.load_model(model_path)
     output = output or exporting.default_output(model_path, format)
     exporting.export(model, output, format, overwrite)
     normalises = any(isinstance(layer, keras.layers.Normalization) for layer in model.layers)
@@ -228,14 +231,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if not args.resume:
         return TrainConfig(**given)
+    from keras_resnet.trainer.run_folder import RunFolder
+
     return dataclasses.replace(
         RunFolder(args.resume).read_config(), **given, output_dir=args.resume
     )
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if args.init_from and not args.resume:  # before Keras is imported: a bad path answers at once
+        saving.require_file(args.init_from)
     return train(
-        config_from_args(args),
+        config,
         overwrite=args.overwrite,
         devices=args.devices,
         coordinator=args.coordinator,

@@ -1,4 +1,7 @@
-"""Reading ``.keras`` model files safely: any failure is one ``ModelFileError`` naming the file."""
+"""Reading ``.keras`` model files safely: any failure is one ``ModelFileError`` naming the file.
+
+Keras is imported only once the file is known to be there, so a mistyped path is refused at once.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,31 @@ import json
 import re
 import zipfile
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from keras_resnet.errors import ModelFileError
+
+if TYPE_CHECKING:
+    import keras
+
+
+def require_file(path: str | Path) -> Path:
+    """``path``, unless it is not a regular file (missing, a folder, a pipe that would block)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{str(path)!r} is not a file")
+    return path
+
+
+def check_model_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file in the ``.keras`` (zip) format, else a ModelFileError."""
+    path = require_file(path)
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"cannot load model {str(path)!r}: not a .keras model file (a zip archive); "
+            "it may be damaged, truncated or of another format"
+        )
+    return path
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -18,14 +42,9 @@ def load_model(path: str | Path) -> keras.Model:
     Only the ``.keras`` zip format is read: it is what the trainer writes, and it holds data,
     not code, so safe mode can refuse the one way it carries code (Python lambdas).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{str(path)!r} is not a file")
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise ModelFileError(
-            f"cannot load model {str(path)!r}: not a .keras model file (a zip archive); "
-            "it may be damaged, truncated or of another format"
-        )
+    path = check_model_file(path)
+    import keras  # the package's layers register as it is imported (keras_resnet.registration)
+
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # a corrupt archive, a foreign layer, unsafe code: one clear line

@@ -15,11 +15,11 @@ import numbers
 from pathlib import Path
 from typing import Any
 
-from keras_resnet.augment import RandomCropFlip
+from keras_resnet.arguments import check_crop_flip
 from keras_resnet.errors import ConfigError
-from keras_resnet.models import downsampling, get_spec, layer_depth
-from keras_resnet.trainer.data import CIFAR10_MEAN, CIFAR10_STD, FOLDER, PAD
-from keras_resnet.trainer.finetune import SUFFIXES as INIT_SUFFIXES
+from keras_resnet.registry import downsampling, get_spec, layer_depth
+from keras_resnet.trainer.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD, PAD
+from keras_resnet.trainer.data.common import FOLDER
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 LOG_FORMATS = ("keras", "note")
@@ -43,6 +43,9 @@ NORMALIZATION_NAMES = (*NORMALIZATIONS, DATA_NORMALIZATION)
 RESUMABLE_CHANGES = frozenset(
     {"epochs", "output_dir", "data_dir", "log_format", "tensorboard", "max_memory_gb"}
 )
+# What --init-from starts from: a .keras model of this project, or a PyTorch checkpoint.
+TORCH_SUFFIXES = (".pth", ".pt")
+INIT_SUFFIXES = (".keras", *TORCH_SUFFIXES)
 # Iteration counts go to the optimizer as int32.
 MAX_STEPS = 2**31 - 1
 
@@ -381,8 +384,8 @@ def _check(c: TrainConfig) -> None:
         "label_smoothing",
         f"must be in [0, 1), got {c.label_smoothing!r}",
     )
-    try:  # the augmentation layer owns the bounds of its sizes and seed
-        RandomCropFlip(padding=c.padding, cutout=c.cutout, seed=c.seed)
+    try:  # the augmentation layer's bounds of its sizes and seed
+        check_crop_flip(c.padding, c.cutout, c.seed)
     except ValueError as error:
         parameter = str(error).split(" ", 1)[0]  # "padding must be ...", "seed ...", "cutout ..."
         raise ConfigError.from_value_error(parameter, error) from None

@@ -18,12 +18,11 @@ import keras
 
 from keras_resnet.augment import RandomCropFlip
 from keras_resnet.errors import ModelFileError
-from keras_resnet.saving import load_model
+from keras_resnet.saving import load_model, require_file
 from keras_resnet.torch_weights import canonical_name, load_torch_weights
+from keras_resnet.trainer.config import TORCH_SUFFIXES
 
 HEAD = "predictions"  # the classifier layer of every model ``keras_resnet.build`` makes
-TORCH_SUFFIXES = (".pth", ".pt")
-SUFFIXES = (".keras", *TORCH_SUFFIXES)
 # The keys under which PyTorch training scripts save the state_dict: kuangliu/pytorch-cifar's
 # (and the notes') ``{'net': ...}``, akamaster/pytorch_resnet_cifar10's ``{'state_dict': ...}``.
 _CHECKPOINT_KEYS = ("net", "state_dict")
@@ -138,8 +137,7 @@ def read_torch_state_dict(path: str) -> Mapping[str, Any]:
             f"reading the PyTorch checkpoint {path!r} needs torch, which is not installed: "
             "pip install torch (the CPU build is enough)"
         ) from None
-    if not Path(path).is_file():
-        raise ModelFileError(f"{path!r} is not a file")
+    require_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # damaged, not a checkpoint, or holding code: one clear line

@@ -24,6 +24,16 @@ class ImageError(DataUnavailableError):
     exit_code = 2  # the user's own file: bad input, like a bad flag
 
 
+def check_image_file(path: str | os.PathLike) -> None:
+    """An ``ImageError`` unless ``path`` is a regular file: a pipe would block the reader."""
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a directory, not an image")
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: not a regular file")
+
+
 def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     """Read ``path`` as a ``size`` = (height, width) uint8 RGB array.
 
@@ -32,14 +42,11 @@ def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     is used. Images above ``PIL.Image.MAX_IMAGE_PIXELS`` are refused as decompression bombs.
     """
     height, width = size
+    check_image_file(path)
     try:
         with Image.open(path) as img:
             img.load()  # PIL decodes lazily: force it here so truncation is caught here
             rgb = _to_rgb(ImageOps.exif_transpose(img))
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read") from None
     except Image.DecompressionBombError as exc:
