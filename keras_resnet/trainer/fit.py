@@ -170,7 +170,12 @@ def process_settings(seed: int, precision: str) -> Iterator[None]:
         keras.mixed_precision.dtype_policy(),
         keras.distribution.distribution(),
     )
-    keras.utils.set_random_seed(seed)
+    # keras.utils.set_random_seed but for TensorFlow's seed, which imports TensorFlow (seconds):
+    # the trainer draws from Python, NumPy and Keras only; TensorFlow reads files in order.
+    random.seed(seed)
+    np.random.seed(seed)
+    global_state.set_global_attribute("global_random_seed", seed)
+    global_state.set_global_attribute("global_seed_generator", None)  # remade from the seed
     keras.mixed_precision.set_global_policy(precision)
     try:
         yield
