@@ -68,8 +68,9 @@ def evaluate(
     if not max_memory_gb > 0:
         raise ConfigError("max_memory_gb", f"must be a positive number, got {max_memory_gb}")
     saving.check_model_file(model_path)  # before Keras is imported: a bad path answers at once
-    from keras_resnet.trainer import evaluation
+    from keras_resnet.trainer import compile_cache, evaluation
 
+    compile_cache.enable()  # before loading the model compiles its initialisers
     model = saving.load_model(model_path)
     metrics = evaluation.evaluate_saved(
         model, str(model_path), data_dir, synthetic, seed, batch_size, dataset, max_memory_gb

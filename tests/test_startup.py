@@ -1,14 +1,17 @@
 """What answers without Keras: the command line's help, listing and refusals import none of
 JAX, Keras or TensorFlow; the library imports TensorFlow for none of import, build, load_model
 and load_torch_weights; the layers still register with Keras however Keras comes to be
-imported."""
+imported; and where XLA's compilation cache goes."""
 
 import json
 import os
 import textwrap
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, run_python
+
+from keras_resnet.trainer import compile_cache
 
 HEAVY = ("jax", "keras", "tensorflow", "tensorflow_datasets")
 LEGACY = ROOT / "tests" / "data" / "legacy-resnet8-trained.keras"  # RandomCropFlip, TorchSGD
@@ -125,3 +128,39 @@ def test_a_saved_model_loads_with_keras_however_keras_is_imported(first):
     result = run_python(code, env_updates={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "TorchSGD RandomCropFlip"
+
+
+# The compilation cache's folder.
+def test_the_compilation_cache_goes_to_the_users_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv(compile_cache.VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compile_cache.folder() == tmp_path / "keras_resnet" / "xla"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert compile_cache.folder() == tmp_path / ".cache" / "keras_resnet" / "xla"
+
+
+@pytest.mark.parametrize(("setting", "off"), [("0", True), ("", True), ("~/xla", False)])
+def test_the_variable_chooses_the_cache_folder_or_turns_it_off(monkeypatch, setting, off):
+    monkeypatch.setenv(compile_cache.VARIABLE, setting)
+    assert (compile_cache.folder() is None) == off
+    if not off:
+        assert compile_cache.folder() == Path(setting).expanduser()
+
+
+ENABLE = """
+import jax
+from keras_resnet.trainer import compile_cache
+print(compile_cache.enable(), jax.config.jax_persistent_cache_min_compile_time_secs)
+"""
+
+
+def test_enabling_points_jax_at_the_folder_unless_jax_was_given_one(tmp_path):
+    ours = run_python(ENABLE, env_updates={compile_cache.VARIABLE: str(tmp_path / "xla")})
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    expected = f"{tmp_path / 'xla'} {compile_cache.MIN_COMPILE_SECONDS}"
+    assert ours.stdout.strip().splitlines()[-1] == expected
+    theirs = run_python(ENABLE, env_updates={"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "j")})
+    assert theirs.stdout.strip().splitlines()[-1] == f"{tmp_path / 'j'} 1.0"
+    off = run_python(ENABLE, env_updates={compile_cache.VARIABLE: "0"})
+    assert off.stdout.strip().splitlines()[-1] == "None 1.0"

@@ -25,8 +25,8 @@ from keras_resnet.losses import SmoothedSparseCrossentropy
 from keras_resnet.models import build, downsampling, get_spec
 from keras_resnet.optimizers import TorchSGD
 from keras_resnet.schedules import EpochCosine, Triangular
+from keras_resnet.trainer import compile_cache, distributed, finetune, tensorboard
 from keras_resnet.trainer import data as cifar
-from keras_resnet.trainer import distributed, finetune, tensorboard
 from keras_resnet.trainer.callbacks import (
     Checkpoint,
     EpochLossSum,
@@ -202,6 +202,7 @@ def train(
     ``topology`` comes from ``distributed.setup``; by default training uses every local device.
     Seeds, the dtype policy and the distribution are restored when it returns.
     """
+    compile_cache.enable()
     environment.require_trainer_backend()
     with process_settings(config.seed, config.precision):
         topology = topology or distributed.setup()
