@@ -1,7 +1,7 @@
 """What answers without Keras: the command line's help, listing and refusals import none of
 JAX, Keras or TensorFlow; the library imports TensorFlow for none of import, build, load_model
 and load_torch_weights; the layers still register with Keras however Keras comes to be
-imported; and where XLA's compilation cache goes."""
+imported; and the benchmark of all this runs."""
 
 import json
 import os
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, run_python
 
+from benchmarks import startup
 from keras_resnet.trainer import compile_cache
 
 HEAVY = ("jax", "keras", "tensorflow", "tensorflow_datasets")
@@ -164,3 +165,15 @@ def test_enabling_points_jax_at_the_folder_unless_jax_was_given_one(tmp_path):
     assert theirs.stdout.strip().splitlines()[-1] == f"{tmp_path / 'j'} 1.0"
     off = run_python(ENABLE, env_updates={compile_cache.VARIABLE: "0"})
     assert off.stdout.strip().splitlines()[-1] == "None 1.0"
+
+
+# The benchmark.
+def test_the_startup_benchmark_tabulates_each_command_beside_bare_python():
+    commands = {label: startup.COMMANDS[label] for label in (startup.BARE, "--version")}
+    rows = startup.measure_commands(commands, repeats=1)
+    assert [row["command"] for row in rows] == [startup.BARE, "--version"]
+    assert all(row["imports"] == [] and row["median_s"] > 0 for row in rows)
+    lines = startup.commands_table(rows).splitlines()
+    assert lines[0] == "| command | median s | over bare Python s | jax | keras | tensorflow |"
+    assert len(lines) == 4 and lines[2].startswith("| python -c pass |")
+    assert all(line.count("|") == 7 for line in lines)
