@@ -118,6 +118,7 @@ def test_the_library_never_imports_tensorflow(code):
         "import keras_resnet.blocks; import keras",  # a module of the package imports Keras
         "from keras_resnet.trainer.config import TrainConfig; import keras",
         "import keras_resnet; from keras_resnet.models import build; import keras",
+        "import keras_resnet; keras_resnet.models.build; import keras",  # a submodule attribute
     ],
 )
 def test_a_saved_model_loads_with_keras_however_keras_is_imported(first):
