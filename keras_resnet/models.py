@@ -20,6 +20,7 @@ from keras_resnet.blocks import BLOCKS, batch_norm, conv2d, torch_bias_initializ
 from keras_resnet.registry import (
     BLOCK_KINDS,
     INITIALIZATIONS,
+    STEM_KERNELS,
     STEMS,
     TORCH_DEFAULT_INITIALIZER,
     ModelSpec,
@@ -29,6 +30,7 @@ from keras_resnet.registry import (
     layer_depth,
     list_models,
     parameter_count,
+    register,
 )
 
 # The registry's names, for those who import them from here as before.
@@ -48,6 +50,7 @@ __all__ = [
     "layer_depth",
     "list_models",
     "parameter_count",
+    "register",
 ]
 
 POOLINGS = (None, "avg", "max")
@@ -388,11 +391,11 @@ def _stem(x, spec: ModelSpec, pre_activation: bool, initializer: dict) -> tuple:
     """
     width = spec.widths[0]
     if spec.stem == "cifar":
-        x = conv2d(width, 3, name="stem_conv", initializer=initializer)(x)
+        x = conv2d(width, STEM_KERNELS["cifar"], name="stem_conv", initializer=initializer)(x)
         if pre_activation:  # the first unit starts with its own BN-ReLU
             return x, x
     else:
-        x = conv2d(width, 7, strides=2, name="stem_conv", initializer=initializer)(x)
+        x = conv2d(width, STEM_KERNELS["imagenet"], 2, name="stem_conv", initializer=initializer)(x)
     x = batch_norm("stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     features = x
