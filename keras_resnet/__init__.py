@@ -3,29 +3,15 @@
 This package is the library a Keras user imports; its layers and ``build`` are written in
 ``keras.ops`` and run on any Keras backend. The CIFAR-10 trainer that ``train.py`` runs is
 ``keras_resnet.trainer``, built on it and on JAX; the library never imports the trainer.
-Importing it sets a few process settings first (JAX as the backend if Keras is not imported
-yet, quiet TensorFlow, XLA's CPU convolutions): ``keras_resnet.environment`` lists them and how
-to opt out.
+Importing it imports neither Keras nor JAX: each name is imported when first used, and the
+layers are registered with Keras once Keras is imported (``registration``). It sets a few
+process settings first (JAX as the backend if Keras is not imported yet, quiet TensorFlow,
+XLA's CPU convolutions): ``keras_resnet.environment`` lists them and how to opt out.
 """
 
-from keras_resnet import environment
-
-environment.configure()
-
-from keras_resnet.augment import RandomCropFlip  # noqa: E402
-from keras_resnet.blocks import (  # noqa: E402
-    BasicBlock,
-    Bottleneck,
-    PreActBasicBlock,
-    PreActBottleneck,
-)
-from keras_resnet.callbacks import (  # noqa: E402
-    ResumableReduceLROnPlateau,
-    StopOnNaN,
-    StopOnSignal,
-    TorchReduceLROnPlateau,
-)
-from keras_resnet.errors import (  # noqa: E402
+from keras_resnet import environment, registration
+from keras_resnet._lazy import attributes
+from keras_resnet.errors import (
     ConfigError,
     DataUnavailableError,
     DivergedError,
@@ -34,12 +20,10 @@ from keras_resnet.errors import (  # noqa: E402
     RunFolderError,
     UnsafeCheckpointError,
 )
-from keras_resnet.losses import SmoothedSparseCrossentropy  # noqa: E402
-from keras_resnet.models import ModelSpec, build, get_spec, list_models  # noqa: E402
-from keras_resnet.optimizers import TorchSGD  # noqa: E402  (registered for loading checkpoints)
-from keras_resnet.saving import load_model  # noqa: E402
-from keras_resnet.schedules import Triangular  # noqa: E402
-from keras_resnet.torch_weights import load_torch_weights  # noqa: E402
+from keras_resnet.registry import ModelSpec, get_spec, list_models
+
+environment.configure()  # before Keras is first imported: it reads KERAS_BACKEND then
+registration.register_with_keras()
 
 __all__ = [
     "BasicBlock",
@@ -69,3 +53,23 @@ __all__ = [
     "load_torch_weights",
 ]
 __version__ = "0.1.0"
+__getattr__ = attributes(
+    __name__,
+    {
+        "RandomCropFlip": "augment",
+        "BasicBlock": "blocks",
+        "Bottleneck": "blocks",
+        "PreActBasicBlock": "blocks",
+        "PreActBottleneck": "blocks",
+        "ResumableReduceLROnPlateau": "callbacks",
+        "StopOnNaN": "callbacks",
+        "StopOnSignal": "callbacks",
+        "TorchReduceLROnPlateau": "callbacks",
+        "SmoothedSparseCrossentropy": "losses",
+        "build": "models",
+        "TorchSGD": "optimizers",
+        "load_model": "saving",
+        "Triangular": "schedules",
+        "load_torch_weights": "torch_weights",
+    },
+)

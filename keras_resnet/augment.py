@@ -11,10 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-
-def _check_size(name: str, value, largest: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= largest:
-        raise ValueError(f"{name} must be an integer from 0 to {largest} pixels, got {value!r}")
+from keras_resnet.arguments import check_crop_flip
 
 
 class _FixedSeed(keras.random.SeedGenerator):
@@ -49,10 +46,7 @@ class RandomCropFlip(keras.layers.Layer):
 
     def __init__(self, padding: int = 4, cutout: int = 0, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        _check_size("padding", padding, 64)
-        _check_size("cutout", cutout, 64)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+        check_crop_flip(padding, cutout, seed)
         self.padding = padding
         self.cutout = cutout
         self.seed = seed

@@ -1,7 +1,9 @@
 """Residual blocks of He et al. (2015, 2016) as serialisable Keras 3 layers.
 
-Every number that makes these blocks match PyTorch lives at the top of this file: BatchNorm
-settings, the initialisers each source used and PyTorch-style symmetric padding (``TorchConv2D``).
+Every number that makes these blocks match PyTorch lives at the top of this file (BatchNorm
+settings, PyTorch-style symmetric padding in ``TorchConv2D``) or, for what the command line
+reads without Keras, in ``keras_resnet.registry`` (the initialisers each source used, the
+shortcut options, each block's expansion).
 Blocks are NHWC (channels last) and infer their input channels when first built.
 """
 
@@ -9,32 +11,23 @@ from __future__ import annotations
 
 import keras
 from keras import layers, ops
+from keras.src.saving import serialization_lib
+
+from keras_resnet.registry import (
+    BLOCK_KINDS,
+    HE_NORMAL_FAN_OUT_INITIALIZER,
+    SHORTCUTS,
+)
 
 # PyTorch's BatchNorm2d(momentum=0.1) keeps 0.9 of the old running statistics: Keras's 0.9.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
-# PyTorch's default for every Conv2d and Linear weight, kaiming_uniform_(a=sqrt(5)): U(-b, b) with
-# b = 1/sqrt(fan_in), which is VarianceScaling's uniform limit sqrt(3 * scale / fan_in) at 1/3.
-TORCH_DEFAULT_INITIALIZER = {
-    "class_name": "VarianceScaling",
-    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
-}
-# The 2015 paper's and torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu").
-HE_NORMAL_FAN_OUT_INITIALIZER = {
-    "class_name": "VarianceScaling",
-    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
-}
 
 
 def torch_bias_initializer(fan_in: int) -> keras.initializers.Initializer:
     """PyTorch's default Conv2d/Linear bias, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1.0 / fan_in**0.5
     return keras.initializers.RandomUniform(-bound, bound)
-
-
-SHORTCUTS = ("A", "B", "C", "none")
-"""A: identity, subsample and zero-pad channels. B: projection only where the shape changes
-(the notes' default). C: projection everywhere. none: no shortcut (a plain net)."""
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -106,6 +99,14 @@ def batch_norm(name: str, zero_gamma: bool = False, dtype=None) -> layers.BatchN
     )
 
 
+def _serialized(initializer: str | dict | keras.initializers.Initializer) -> dict:
+    """``initializer`` as ``keras.initializers.serialize`` writes it, without its first step:
+    that asks whether the object is a TensorFlow shape, which imports TensorFlow (seconds)."""
+    instance = keras.initializers.get(initializer)
+    config = serialization_lib.serialize_with_public_class(type(instance), instance.get_config())
+    return config if config is not None else keras.initializers.serialize(instance)
+
+
 def _build_chain(shape: tuple, *chain: layers.Layer) -> tuple:
     """Build each layer of ``chain`` on the output shape of the one before; return the last."""
     for layer in chain:
@@ -153,9 +154,7 @@ class ResidualBlock(layers.Layer):
         self.shortcut = shortcut
         self.zero_init_residual = bool(zero_init_residual)
         # Kept serialised: each convolution then builds its own instance from it (see conv2d).
-        self.kernel_initializer = keras.initializers.serialize(
-            keras.initializers.get(kernel_initializer)
-        )
+        self.kernel_initializer = _serialized(kernel_initializer)
         self.in_channels: int | None = None
         self.projects = False
 
@@ -281,6 +280,9 @@ class ResidualBlock(layers.Layer):
 class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions: ``ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x))``."""
 
+    expansion = BLOCK_KINDS["basic"].expansion
+    pre_activation = BLOCK_KINDS["basic"].pre_activation
+
     def _build_branch(self, shape):
         self.conv1 = self._conv(self.filters, 3, self.strides, name="conv1")
         self.bn1 = self._norm("bn1")
@@ -297,7 +299,8 @@ class BasicBlock(ResidualBlock):
 class Bottleneck(ResidualBlock):
     """1x1 reduce, 3x3 (carrying the stride), 1x1 expand to ``4 * filters`` channels."""
 
-    expansion = 4
+    expansion = BLOCK_KINDS["bottleneck"].expansion
+    pre_activation = BLOCK_KINDS["bottleneck"].pre_activation
 
     def _build_branch(self, shape):
         self.conv1 = self._conv(self.filters, 1, name="conv1")
@@ -321,7 +324,8 @@ class PreActBasicBlock(ResidualBlock):
     A projection shortcut reads the activated input, as in the 2016 paper's code.
     """
 
-    pre_activation = True
+    expansion = BLOCK_KINDS["preact_basic"].expansion
+    pre_activation = BLOCK_KINDS["preact_basic"].pre_activation
 
     def _build_branch(self, shape):
         self.bn1 = self._norm("bn1")
@@ -340,8 +344,8 @@ class PreActBasicBlock(ResidualBlock):
 class PreActBottleneck(ResidualBlock):
     """Pre-activation bottleneck (ResNet-164, -1001): BN-ReLU before each of the three convs."""
 
-    expansion = 4
-    pre_activation = True
+    expansion = BLOCK_KINDS["preact_bottleneck"].expansion
+    pre_activation = BLOCK_KINDS["preact_bottleneck"].pre_activation
 
     def _build_branch(self, shape):
         self.bn1 = self._norm("bn1")

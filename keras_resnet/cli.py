@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from keras_resnet import __version__
+from keras_resnet import __version__, saving
 from keras_resnet.errors import ConfigError, KerasResnetError
 from keras_resnet.export import FORMATS as EXPORT_FORMATS
 from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
@@ -31,7 +31,6 @@ from keras_resnet.trainer.config import (
     SCHEDULES,
     TrainConfig,
 )
-from keras_resnet.trainer.run_folder import RunFolder
 
 MODEL_HELP = "a .keras file, or NAME:WEIGHTS for published weights (resnet56:cifar10; see list)"
 DEGRADATION_DEPTHS = (20, 32, 44, 56)
@@ -69,18 +68,19 @@ def evaluate(
     """Test accuracy and per-class accuracy of a saved model, or ``NAME:WEIGHTS``, on
     ``dataset`` (default: the one it was trained on, saved in it; else CIFAR-10); the results
     go beside it (for ``NAME:WEIGHTS``, in the working folder)."""
-    from keras_resnet.saving import open_model, output_stem
-    from keras_resnet.trainer import evaluation
-
     if seed < 0:
         raise ConfigError("seed", f"must be 0 or more, got {seed}")
     if not max_memory_gb > 0:
         raise ConfigError("max_memory_gb", f"must be a positive number, got {max_memory_gb}")
-    model = open_model(model_path)
+    saving.check_model_source(model_path)  # before Keras is imported: a bad path answers at once
+    from keras_resnet.trainer import compile_cache, evaluation
+
+    compile_cache.enable()  # before loading the model compiles its initialisers
+    model = saving.open_model(model_path)
     metrics = evaluation.evaluate_saved(
         model, str(model_path), data_dir, synthetic, seed, batch_size, dataset, max_memory_gb
     )
-    report_stem = output_stem(model_path)
+    report_stem = saving.output_stem(model_path)
     metrics_path, figure_path = evaluation.write_report(metrics, report_stem, output_dir)
     accuracy, loss = metrics["test_accuracy"], metrics["test_loss"]
     print(f"{metrics['dataset']} test accuracy: {100 * accuracy:.2f}%  test loss: {loss:.4f}")
@@ -92,10 +92,14 @@ def evaluate(
 
 def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
     """The ``top`` likeliest classes of each image file."""
-    from keras_resnet.saving import open_model
+    from keras_resnet.trainer import images as image_files
+
+    saving.check_model_source(model_path)  # before Keras is imported: a bad path answers at once
+    for image in images:
+        image_files.check_image_file(image)
     from keras_resnet.trainer import evaluation
 
-    model = open_model(model_path)
+    model = saving.open_model(model_path)
     ranked_classes = evaluation.classify_files(model, str(model_path), images, top)
     for path, ranked in zip(images, ranked_classes, strict=True):
         print(f"{path}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked))
@@ -109,8 +113,8 @@ def predict(model_path: Path, images: Sequence[Path], top: int = 3) -> int:
 def list_models() -> int:
     """The registry, with trainable parameter counts for 10 classes and published weights
     (``NAME:WEIGHTS`` loads them)."""
-    from keras_resnet.models import get_spec, list_models, parameter_count
     from keras_resnet.pretrained import weights_of
+    from keras_resnet.registry import get_spec, list_models, parameter_count
 
     print(
         f"{'model':<18} {'block':<18} {'depths':<16} {'shortcut':<8} {'params':>12}  "
@@ -151,13 +155,13 @@ def export(
 ) -> int:
     """Write a saved model, or ``NAME:WEIGHTS``, as a TensorFlow SavedModel or ONNX file
     (default: beside it; for ``NAME:WEIGHTS``, in the working folder)."""
+    from keras_resnet import export as exporting
+
+    saving.check_model_source(model_path)  # before Keras is imported: a bad path answers at once
     import keras
 
-    from keras_resnet import export as exporting
-    from keras_resnet.saving import open_model, output_stem
-
-    model = open_model(model_path)
-    output = output or exporting.default_output(output_stem(model_path), format)
+    model = saving.open_model(model_path)
+    output = output or exporting.default_output(saving.output_stem(model_path), format)
     exporting.export(model, output, format, overwrite)
     normalises = any(isinstance(layer, keras.layers.Normalization) for layer in model.layers)
     pixels = "raw 0-255 pixels" if normalises else "the inputs it was trained on (no normalisation)"
@@ -252,14 +256,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if not args.resume:
         return TrainConfig(**given)
+    from keras_resnet.trainer.run_folder import RunFolder
+
     return dataclasses.replace(
         RunFolder(args.resume).read_config(), **given, output_dir=args.resume
     )
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if args.init_from and not args.resume:  # before Keras is imported: a bad path answers at once
+        saving.require_file(args.init_from)
     return train(
-        config_from_args(args),
+        config,
         overwrite=args.overwrite,
         devices=args.devices,
         coordinator=args.coordinator,

@@ -17,10 +17,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from keras_resnet.errors import ConfigError
+
+if TYPE_CHECKING:
+    import keras
 
 FORMATS = ("saved_model", "onnx")
 
@@ -59,6 +61,8 @@ def export(
     try:
         written = scratch / "export"
         if format == "onnx":
+            import keras
+
             # An explicit signature: Keras otherwise refuses a model loaded but never called.
             image = keras.InputSpec(shape=tuple(model.input.shape), dtype="float32", name="image")
             model.export(str(written), format="onnx", verbose=False, input_signature=[image])

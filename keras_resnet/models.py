@@ -9,9 +9,6 @@ feature map instead, for detection and segmentation heads, as ``timm`` does.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import functools
 import math
 import numbers
 import os
@@ -21,178 +18,44 @@ import keras
 from keras import layers
 
 from keras_resnet import pretrained
-from keras_resnet.blocks import (
-    BLOCKS,
-    HE_NORMAL_FAN_OUT_INITIALIZER,
-    SHORTCUTS,
+from keras_resnet.blocks import BLOCKS, batch_norm, conv2d, torch_bias_initializer
+from keras_resnet.registry import (
+    BLOCK_KINDS,
+    INITIALIZATIONS,
+    STEM_KERNELS,
+    STEMS,
     TORCH_DEFAULT_INITIALIZER,
-    batch_norm,
-    conv2d,
-    torch_bias_initializer,
+    ModelSpec,
+    check_choice,
+    downsampling,
+    get_spec,
+    layer_depth,
+    list_models,
+    parameter_count,
+    register,
 )
 
-STEMS = ("cifar", "imagenet")
+# The registry's names, for those who import them from here as before.
+__all__ = [
+    "POOLINGS",
+    "STEMS",
+    "ClassNames",
+    "FeatureExtractor",
+    "FeatureInfo",
+    "ModelSpec",
+    "build",
+    "class_names_of",
+    "dataset_of",
+    "downsampling",
+    "feature_info",
+    "get_spec",
+    "layer_depth",
+    "list_models",
+    "parameter_count",
+    "register",
+]
+
 POOLINGS = (None, "avg", "max")
-
-
-@dataclasses.dataclass(frozen=True)
-class Initialization:
-    """How one source starts its weights; BatchNorm always starts at gamma 1, beta 0."""
-
-    conv: dict
-    torch_dense_bias: bool  # PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)), else zeros
-
-
-# The dense kernel is PyTorch's default in all three; the head's bias and the convolutions differ.
-INITIALIZATIONS = {
-    # The notes' and kuangliu's nets: PyTorch's defaults, left untouched.
-    "torch": Initialization(TORCH_DEFAULT_INITIALIZER, torch_dense_bias=True),
-    # The 2015 paper's CIFAR nets: He-normal convolutions (Keras's zero dense bias).
-    "he": Initialization(HE_NORMAL_FAN_OUT_INITIALIZER, torch_dense_bias=False),
-    # torchvision's ResNet: He-normal fan-out convolutions, nn.Linear left at its default.
-    "torchvision": Initialization(HE_NORMAL_FAN_OUT_INITIALIZER, torch_dense_bias=True),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """What distinguishes one ResNet from another."""
-
-    block: str
-    depths: tuple[int, ...]
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    shortcut: str = "B"
-    stem: str = "cifar"
-    zero_init_residual: bool = False
-    # How the weights start, as the net's source did (a key of INITIALIZATIONS); the "imagenet"
-    # stem implies torchvision's unless an initializer is given with it.
-    initializer: str = "he"
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register(name: str, **fields) -> None:
-    _REGISTRY[name] = ModelSpec(**fields)
-
-
-PAPER = (16, 32, 64)  # the 2015 paper's CIFAR nets: 6n+2 layers, option-A shortcuts
-
-# The notes' CIFAR-10 nets (kuangliu/pytorch-cifar layout): 3x3 stem, four stages, no max-pool,
-# PyTorch's default initialisation.
-register("resnet18", block="basic", depths=(2, 2, 2, 2), initializer="torch")
-register("resnet34", block="basic", depths=(3, 4, 6, 3), initializer="torch")
-register("resnet50", block="bottleneck", depths=(3, 4, 6, 3), initializer="torch")
-register("resnet101", block="bottleneck", depths=(3, 4, 23, 3), initializer="torch")
-register("resnet152", block="bottleneck", depths=(3, 8, 36, 3), initializer="torch")
-# The 2015 paper, section 4.2 (n = 1, 2 are small extras for quick experiments).
-register("resnet8", block="basic", depths=(1, 1, 1), widths=PAPER, shortcut="A")
-register("resnet14", block="basic", depths=(2, 2, 2), widths=PAPER, shortcut="A")
-register("resnet20", block="basic", depths=(3, 3, 3), widths=PAPER, shortcut="A")
-register("resnet32", block="basic", depths=(5, 5, 5), widths=PAPER, shortcut="A")
-register("resnet44", block="basic", depths=(7, 7, 7), widths=PAPER, shortcut="A")
-register("resnet56", block="basic", depths=(9, 9, 9), widths=PAPER, shortcut="A")
-register("resnet110", block="basic", depths=(18, 18, 18), widths=PAPER, shortcut="A")
-register("resnet1202", block="basic", depths=(200, 200, 200), widths=PAPER, shortcut="A")
-# Plain counterparts for the degradation study: the same stacks without shortcuts.
-register("plain18", block="basic", depths=(2, 2, 2, 2), shortcut="none", initializer="torch")
-register("plain34", block="basic", depths=(3, 4, 6, 3), shortcut="none", initializer="torch")
-register("plain8", block="basic", depths=(1, 1, 1), widths=PAPER, shortcut="none")
-register("plain14", block="basic", depths=(2, 2, 2), widths=PAPER, shortcut="none")
-register("plain20", block="basic", depths=(3, 3, 3), widths=PAPER, shortcut="none")
-register("plain32", block="basic", depths=(5, 5, 5), widths=PAPER, shortcut="none")
-register("plain44", block="basic", depths=(7, 7, 7), widths=PAPER, shortcut="none")
-register("plain56", block="basic", depths=(9, 9, 9), widths=PAPER, shortcut="none")
-register("plain110", block="basic", depths=(18, 18, 18), widths=PAPER, shortcut="none")
-# The 2016 paper's pre-activation units (the 18 and 34 in kuangliu's layout).
-register("preact_resnet18", block="preact_basic", depths=(2, 2, 2, 2), initializer="torch")
-register("preact_resnet34", block="preact_basic", depths=(3, 4, 6, 3), initializer="torch")
-register("preact_resnet110", block="preact_basic", depths=(18, 18, 18), widths=PAPER)
-register("preact_resnet164", block="preact_bottleneck", depths=(18, 18, 18), widths=PAPER)
-register("preact_resnet1001", block="preact_bottleneck", depths=(111, 111, 111), widths=PAPER)
-
-
-def list_models() -> list[str]:
-    """The registered names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def _closest(name: str) -> str | None:
-    """The registered name most like ``name``; among equally similar ones, the one with the
-    most characters in the same places (``resnet2O`` is ``resnet20``, not ``resnet32``)."""
-    close = difflib.get_close_matches(name, _REGISTRY, n=len(_REGISTRY))
-    if not close:
-        return None
-
-    def similarity(candidate: str) -> tuple[float, int]:
-        ratio = difflib.SequenceMatcher(None, name, candidate).ratio()
-        return ratio, sum(a == b for a, b in zip(name, candidate, strict=False))
-
-    return max(close, key=similarity)
-
-
-def get_spec(name: str, **overrides) -> ModelSpec:
-    """The registered spec for ``name`` with ``overrides`` applied and validated."""
-    if not isinstance(name, str) or name not in _REGISTRY:
-        close = _closest(str(name))
-        hint = f" Did you mean {close!r}?" if close else ""
-        raise ValueError(f"Unknown model {name!r}.{hint} Valid names: {', '.join(list_models())}")
-    fields = {f.name for f in dataclasses.fields(ModelSpec)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(
-            f"Unknown argument(s) {', '.join(map(repr, unknown))} for build({name!r}); "
-            f"valid overrides: {', '.join(sorted(fields))}"
-        )
-    spec = dataclasses.replace(_REGISTRY[name], **overrides)
-    _check_choice("block", spec.block, tuple(BLOCKS))
-    _check_choice("shortcut", spec.shortcut, SHORTCUTS)
-    _check_choice("stem", spec.stem, STEMS)
-    _check_choice("initializer", spec.initializer, tuple(INITIALIZATIONS))
-    if spec.stem == "imagenet" and "initializer" not in overrides:
-        spec = dataclasses.replace(spec, initializer="torchvision")  # the stem's source
-    if not (
-        _is_int_sequence(spec.depths)
-        and _is_int_sequence(spec.widths)
-        and len(spec.depths) == len(spec.widths)
-    ):
-        raise ValueError(
-            f"depths and widths must be equally long, non-empty sequences of positive ints, "
-            f"got depths={spec.depths!r}, widths={spec.widths!r}"
-        )
-    if not isinstance(spec.zero_init_residual, bool):
-        raise ValueError(
-            f"zero_init_residual must be True or False, got {spec.zero_init_residual!r}"
-        )
-    # Tuples whatever sequence was given, so specs compare and hash alike.
-    return dataclasses.replace(spec, depths=tuple(spec.depths), widths=tuple(spec.widths))
-
-
-def _check_choice(kind: str, value, valid: tuple) -> None:
-    """Refuse ``value`` unless it is one of ``valid``; the type check keeps ``in`` from raising
-    TypeError (an unhashable key) or an ambiguous-truth error (an array)."""
-    if not (value is None or isinstance(value, str)) or value not in valid:
-        shown = ", ".join("None" if v is None else str(v) for v in valid)
-        raise ValueError(f"Unknown {kind} {value!r}; valid: {shown}")
-
-
-def _is_int_sequence(values) -> bool:
-    """A non-empty list or tuple of positive ints (bools, floats and strings are not counts)."""
-    return (
-        isinstance(values, (list, tuple))
-        and len(values) > 0
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
-    )
-
-
-def layer_depth(spec: ModelSpec) -> int:
-    """Weighted layers, as the papers count them: the stem, every block's convolutions, the head."""
-    return 2 + sum(spec.depths) * (3 if BLOCKS[spec.block].expansion == 4 else 2)
-
-
-def downsampling(spec: ModelSpec) -> int:
-    """How many input pixels one output pixel spans along each side."""
-    return 2 ** (len(spec.depths) - 1) * (4 if spec.stem == "imagenet" else 1)
 
 
 class FeatureInfo(tuple):
@@ -218,7 +81,7 @@ def feature_info(spec: ModelSpec) -> FeatureInfo:
     those sums (and its CIFAR stem map the bare convolution), as timm's ResNet-V2 returns them:
     the final BN-ReLU belongs to the classifier's path only.
     """
-    pre_activation = BLOCKS[spec.block].pre_activation
+    pre_activation = BLOCK_KINDS[spec.block].pre_activation
     imagenet = spec.stem == "imagenet"
     stem_module = "stem_conv" if pre_activation and not imagenet else "stem_relu"
     info = [{"num_chs": spec.widths[0], "reduction": 2 if imagenet else 1, "module": stem_module}]
@@ -226,7 +89,7 @@ def feature_info(spec: ModelSpec) -> FeatureInfo:
     for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True), start=1):
         info.append(
             {
-                "num_chs": width * BLOCKS[spec.block].expansion,
+                "num_chs": width * BLOCK_KINDS[spec.block].expansion,
                 "reduction": first * 2 ** (stage - 1),
                 "module": f"stage{stage}_block{depth - 1}",
             }
@@ -360,7 +223,7 @@ def build(
         _check_class_names(class_names, num_classes, include_top)
     if not isinstance(include_top, bool):
         raise ValueError(f"include_top must be True or False, got {include_top!r}")
-    _check_choice("pooling", pooling, POOLINGS)
+    check_choice("pooling", pooling, POOLINGS)
     _check_activation(classifier_activation)
     input_shape = _check_input_shape(name, spec, input_shape)
     block = BLOCKS[spec.block]
@@ -556,11 +419,11 @@ def _stem(x, spec: ModelSpec, pre_activation: bool, initializer: dict) -> tuple:
     """
     width = spec.widths[0]
     if spec.stem == "cifar":
-        x = conv2d(width, 3, name="stem_conv", initializer=initializer)(x)
+        x = conv2d(width, STEM_KERNELS["cifar"], name="stem_conv", initializer=initializer)(x)
         if pre_activation:  # the first unit starts with its own BN-ReLU
             return x, x
     else:
-        x = conv2d(width, 7, strides=2, name="stem_conv", initializer=initializer)(x)
+        x = conv2d(width, STEM_KERNELS["imagenet"], 2, name="stem_conv", initializer=initializer)(x)
     x = batch_norm("stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     features = x
@@ -570,15 +433,3 @@ def _stem(x, spec: ModelSpec, pre_activation: bool, initializer: dict) -> tuple:
         x = layers.ZeroPadding2D(1, name="pool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     return x, features
-
-
-@functools.cache
-def parameter_count(name: str, num_classes: int = 10) -> int:
-    """Trainable parameters of ``build(name, num_classes=num_classes)``, counted by Keras.
-
-    The weights are created at their shapes but never initialised, which keeps even
-    ResNet-1202 quick; the result is cached for listings.
-    """
-    with keras.StatelessScope(initialize_variables=False):
-        model = build(name, num_classes=num_classes)
-    return sum(math.prod(w.shape) for w in model.trainable_weights)

@@ -13,13 +13,14 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from keras_resnet.downloads import check_reachable
 from keras_resnet.errors import ConfigError, DataUnavailableError, ModelFileError
 from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
-from keras_resnet.torch_weights import load_torch_weights
+
+if TYPE_CHECKING:  # Keras comes when weights are fetched or loaded: `list` reads the table only
+    import keras
 
 SOURCE = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 REACHABLE_SECONDS = 3.0  # offline, the command fails within this (and never waits on get_file)
@@ -152,6 +153,8 @@ def _download(checkpoint: Checkpoint, path: Path) -> None:
         raise DataUnavailableError(
             f"cannot write {checkpoint.url} to {path.parent} ({error}); {offline}"
         ) from error
+    import keras
+
     partial = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         try:
@@ -197,6 +200,8 @@ def resolve(name: str, weights: str | os.PathLike) -> Path:
 def load_weights(model: keras.Model, path: Path, *, skip_head: bool) -> None:
     """Load the weights file ``path`` (from ``resolve``) into ``model``; ``skip_head`` leaves a
     PyTorch checkpoint's classifier out (a model without one, or with other classes)."""
+    from keras_resnet.torch_weights import load_torch_weights
+
     try:
         if path.name.endswith(TORCH_SUFFIXES):
             load_torch_weights(model, path, skip_head=skip_head)

@@ -2,6 +2,7 @@
 
 Commands also take ``NAME:WEIGHTS`` (``resnet56:cifar10``) where they take a model file: the
 registered model with its published weights (``keras_resnet.pretrained``), no file needed.
+Keras is imported only once the file is known to be there, so a mistyped path is refused at once.
 """
 
 from __future__ import annotations
@@ -11,13 +12,33 @@ import re
 import sys
 import zipfile
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from keras_resnet.errors import ModelFileError
-from keras_resnet.models import build
 
 PRETRAINED = re.compile(r"(\w+):(\w+)")  # NAME:WEIGHTS, e.g. resnet56:cifar10
+
+if TYPE_CHECKING:
+    import keras
+
+
+def require_file(path: str | Path) -> Path:
+    """``path``, unless it is not a regular file (missing, a folder, a pipe that would block)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{str(path)!r} is not a file")
+    return path
+
+
+def check_model_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file in the ``.keras`` (zip) format, else a ModelFileError."""
+    path = require_file(path)
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"cannot load model {str(path)!r}: not a .keras model file (a zip archive); "
+            "it may be damaged, truncated or of another format"
+        )
+    return path
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -26,14 +47,9 @@ def load_model(path: str | Path) -> keras.Model:
     Only the ``.keras`` zip format is read: it is what the trainer writes, and it holds data,
     not code, so safe mode can refuse the one way it carries code (Python lambdas).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{str(path)!r} is not a file")
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise ModelFileError(
-            f"cannot load model {str(path)!r}: not a .keras model file (a zip archive); "
-            "it may be damaged, truncated or of another format"
-        )
+    path = check_model_file(path)
+    import keras  # the package's layers register as it is imported (keras_resnet.registration)
+
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # a corrupt archive, a foreign layer, unsafe code: one clear line
@@ -61,12 +77,21 @@ def parse_pretrained(source: str | Path) -> tuple[str, str] | None:
     return None if match is None or Path(source).exists() else (match[1], match[2])
 
 
+def check_model_source(source: str | Path) -> None:
+    """Refuse, before Keras is imported, a model file that cannot be one (``NAME:WEIGHTS`` is
+    checked when it is built)."""
+    if parse_pretrained(source) is None:
+        check_model_file(source)
+
+
 def open_model(source: str | Path) -> keras.Model:
     """The model a command names: a ``.keras`` file (``load_model``), or ``NAME:WEIGHTS``
     built with its published weights; any failure is one ``ModelFileError``."""
     pretrained = parse_pretrained(source)
     if pretrained is None:
         return load_model(source)
+    from keras_resnet.models import build
+
     name, weights = pretrained
     try:
         return build(name, weights=weights)

@@ -1,4 +1,5 @@
-"""Test settings: JAX on CPU, quiet TensorFlow, and a fresh Keras session per test.
+"""Test settings: JAX on CPU, quiet TensorFlow, no compilation cache, and a fresh Keras session
+per test.
 
 train() restores the dtype policy, seeds and distribution itself; no test resets them.
 """
@@ -8,6 +9,8 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# No test writes XLA's compilation cache into the user's folder (test_startup checks it on its own).
+os.environ["KERAS_RESNET_XLA_CACHE"] = "0"
 
 import keras
 import pytest

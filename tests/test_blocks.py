@@ -14,14 +14,13 @@ import pytest
 from keras import layers
 
 from keras_resnet.blocks import (
-    HE_NORMAL_FAN_OUT_INITIALIZER,
-    TORCH_DEFAULT_INITIALIZER,
     BasicBlock,
     Bottleneck,
     PreActBasicBlock,
     PreActBottleneck,
     TorchConv2D,
 )
+from keras_resnet.registry import HE_NORMAL_FAN_OUT_INITIALIZER, TORCH_DEFAULT_INITIALIZER
 
 ALL_BLOCKS = (BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck)
 POST_ACTIVATION = (BasicBlock, Bottleneck)

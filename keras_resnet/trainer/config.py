@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from keras_resnet import pretrained
-from keras_resnet.augment import RandomCropFlip
+from keras_resnet.arguments import check_crop_flip
 from keras_resnet.errors import ConfigError
-from keras_resnet.models import downsampling, get_spec, layer_depth
+from keras_resnet.registry import downsampling, get_spec, layer_depth
 from keras_resnet.saving import parse_pretrained
 from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
-from keras_resnet.trainer.data import CIFAR10_MEAN, CIFAR10_STD, FOLDER, PAD
-from keras_resnet.trainer.finetune import SUFFIXES as INIT_SUFFIXES
+from keras_resnet.trainer.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD, PAD
+from keras_resnet.trainer.data.common import FOLDER
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 LOG_FORMATS = ("keras", "note")
@@ -50,6 +50,8 @@ NORMALIZATION_NAMES = (*NORMALIZATIONS, DATA_NORMALIZATION)
 RESUMABLE_CHANGES = frozenset(
     {"epochs", "output_dir", "data_dir", "log_format", "tensorboard", "max_memory_gb"}
 )
+# What --init-from starts from: a .keras model of this project, or a PyTorch checkpoint.
+INIT_SUFFIXES = (".keras", *TORCH_SUFFIXES)  # what --init-from reads, besides NAME:WEIGHTS
 # Iteration counts go to the optimizer as int32.
 MAX_STEPS = 2**31 - 1
 
@@ -397,8 +399,8 @@ def _check(c: TrainConfig) -> None:
         "label_smoothing",
         f"must be in [0, 1), got {c.label_smoothing!r}",
     )
-    try:  # the augmentation layer owns the bounds of its sizes and seed
-        RandomCropFlip(padding=c.padding, cutout=c.cutout, seed=c.seed)
+    try:  # the augmentation layer's bounds of its sizes and seed
+        check_crop_flip(c.padding, c.cutout, c.seed)
     except ValueError as error:
         parameter = str(error).split(" ", 1)[0]  # "padding must be ...", "seed ...", "cutout ..."
         raise ConfigError.from_value_error(parameter, error) from None

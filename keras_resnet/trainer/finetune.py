@@ -23,7 +23,6 @@ from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
 from keras_resnet.torch_weights import canonical_name, load_torch_weights
 
 HEAD = "predictions"  # the classifier layer of every model ``keras_resnet.build`` makes
-SUFFIXES = (".keras", *TORCH_SUFFIXES)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,8 +26,8 @@ from keras_resnet.losses import SmoothedSparseCrossentropy
 from keras_resnet.models import build, downsampling, get_spec
 from keras_resnet.optimizers import TorchSGD
 from keras_resnet.schedules import EpochCosine, Triangular
+from keras_resnet.trainer import compile_cache, distributed, finetune, tensorboard
 from keras_resnet.trainer import data as cifar
-from keras_resnet.trainer import distributed, finetune, tensorboard
 from keras_resnet.trainer.callbacks import (
     Checkpoint,
     EpochLossSum,
@@ -200,7 +200,12 @@ def process_settings(seed: int, precision: str) -> Iterator[None]:
         keras.mixed_precision.dtype_policy(),
         keras.distribution.distribution(),
     )
-    keras.utils.set_random_seed(seed)
+    # keras.utils.set_random_seed but for TensorFlow's seed, which imports TensorFlow (seconds):
+    # the trainer draws from Python, NumPy and Keras only; TensorFlow reads files in order.
+    random.seed(seed)
+    np.random.seed(seed)
+    global_state.set_global_attribute("global_random_seed", seed)
+    global_state.set_global_attribute("global_seed_generator", None)  # remade from the seed
     keras.mixed_precision.set_global_policy(precision)
     try:
         yield
@@ -230,6 +235,7 @@ def train(
     the model instead of ``build_model``: ``benchmarks.host_overhead`` passes one whose step
     costs next to nothing, to time what the trainer itself adds to every step.
     """
+    compile_cache.enable()
     environment.require_trainer_backend()
     check_temporary_folder()
     run = RunFolder(config.run_dir)

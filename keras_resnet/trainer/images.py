@@ -10,7 +10,6 @@ import os
 import struct
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,6 +25,16 @@ class ImageError(DataUnavailableError):
     exit_code = 2  # the user's own file: bad input, like a bad flag
 
 
+def check_image_file(path: str | os.PathLike) -> None:
+    """An ``ImageError`` unless ``path`` is a regular file: a pipe would block the reader."""
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a directory, not an image")
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: not a regular file")
+
+
 def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     """Read ``path`` as a ``size`` = (height, width) uint8 RGB array.
 
@@ -34,7 +43,7 @@ def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     is used. Images above ``PIL.Image.MAX_IMAGE_PIXELS`` are refused as decompression bombs.
     """
     height, width = size
-    check_file(path)
+    check_image_file(path)
     try:
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice it: refuse those too.
@@ -52,18 +61,6 @@ def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     # reducing_gap shrinks large images with a box filter first: fast and alias-free.
     resized = rgb.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
     return np.asarray(resized, dtype=np.uint8)
-
-
-def check_file(path: str | os.PathLike) -> None:
-    """Refuse what is not a regular file before opening it: reading a named pipe or a device
-    would wait forever."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an image")
-    if not path.is_file():
-        raise ImageError(f"{path}: not a regular file (a pipe or a device?)")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

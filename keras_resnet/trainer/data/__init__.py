@@ -7,16 +7,20 @@ of class folders, in memory or streamed (``folders``). ``synthetic`` generates C
 data; ``splits`` holds what every source returns, and ``batches`` turns a split into the
 batches of an epoch. Augmentation and normalisation happen inside the model (``RandomCropFlip``
 and ``build``'s ``input_normalization``), so batches stay uint8 until they reach the device.
+The names below are imported when first used: ``cifar10`` and ``common`` need no Keras.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keras_resnet._lazy import attributes
 from keras_resnet.errors import DataUnavailableError
-from keras_resnet.trainer.data.batches import CifarBatches
 from keras_resnet.trainer.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD, CLASS_NAMES, PAD
 from keras_resnet.trainer.data.common import FOLDER
-from keras_resnet.trainer.data.folders import DECODE_THREADS, FolderImages, load_folder
-from keras_resnet.trainer.data.splits import Dataset, Split, subset
-from keras_resnet.trainer.data.synthetic import synthetic_cifar10
-from keras_resnet.trainer.data.tfds import load_tfds
+
+if TYPE_CHECKING:
+    from keras_resnet.trainer.data.splits import Dataset
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -36,6 +40,20 @@ __all__ = [
     "subset",
     "synthetic_cifar10",
 ]
+__getattr__ = attributes(
+    __name__,
+    {
+        "CifarBatches": "batches",
+        "DECODE_THREADS": "folders",
+        "FolderImages": "folders",
+        "load_folder": "folders",
+        "Dataset": "splits",
+        "Split": "splits",
+        "subset": "splits",
+        "synthetic_cifar10": "synthetic",
+        "load_tfds": "tfds",
+    },
+)
 
 
 def load_dataset(
@@ -46,5 +64,9 @@ def load_dataset(
 ) -> Dataset:
     """``--dataset``: ``folder:PATH``, or the name of a tfds image-classification dataset."""
     if name.startswith(FOLDER):
+        from keras_resnet.trainer.data.folders import load_folder
+
         return load_folder(name[len(FOLDER) :], image_size, max_memory_gb)
+    from keras_resnet.trainer.data.tfds import load_tfds
+
     return load_tfds(name, data_dir, image_size, max_memory_gb)
