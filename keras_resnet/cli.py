@@ -400,6 +400,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         parser.exit(error.exit_code, f"error: {error}\n")
     except KeyboardInterrupt as interrupt:  # training printed how to resume
         return 128 + getattr(interrupt, "signum", signal.SIGINT)
+    except BrokenPipeError:  # the reader left (``list | head``): what it read is what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,10 +78,18 @@ def parse_pretrained(source: str | Path) -> tuple[str, str] | None:
 
 
 def check_model_source(source: str | Path) -> None:
-    """Refuse, before Keras is imported, a model file that cannot be one (``NAME:WEIGHTS`` is
-    checked when it is built)."""
-    if parse_pretrained(source) is None:
+    """Refuse, before Keras is imported, a model file that cannot be one, or ``NAME:WEIGHTS``
+    that names no published weights."""
+    published = parse_pretrained(source)
+    if published is None:
         check_model_file(source)
+        return
+    from keras_resnet import pretrained
+
+    try:
+        pretrained.published(*published)
+    except ValueError as error:  # an unknown model, or weights it does not have
+        raise ModelFileError(f"cannot load {str(source)!r}: {error}") from error
 
 
 def open_model(source: str | Path) -> keras.Model:

@@ -178,6 +178,7 @@ def run(module: str, *args: str, site: Path) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_cpu_convolutions_compares_both_xla_settings_and_torch(tmp_path):
     out = tmp_path / "conv.json"
     stdout = run(
@@ -242,6 +243,7 @@ def gpu_session(gpu_session_process) -> tuple[str, Path]:
     return stdout, site / "out"
 
 
+@pytest.mark.slow
 def test_gpu_session_script_runs_every_step_quickly(gpu_session):
     stdout, out = gpu_session
     steps = (
@@ -264,6 +266,7 @@ def test_gpu_session_script_runs_every_step_quickly(gpu_session):
     assert len(list(out.iterdir())) <= 8  # what the device machine sends back
 
 
+@pytest.mark.slow
 def test_throughput_then_input_pipeline_end_to_end(gpu_session):
     """Every framework's row, the table, the JSON; then the input path against those rates."""
     _, out = gpu_session
@@ -296,6 +299,7 @@ def test_throughput_then_input_pipeline_end_to_end(gpu_session):
     assert not any(report["imported"].values())
 
 
+@pytest.mark.slow
 def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(gpu_session):
     _, out = gpu_session
     stdout = section((out / "gpu_session.log").read_text(), "recipe-epochs")
@@ -334,6 +338,7 @@ def check_host_overhead_rows(report: dict, ran: set[str]) -> None:
         assert rows[name]["log_lines"] > 0, name  # each log was written
 
 
+@pytest.mark.slow
 def test_host_overhead_times_every_configuration_without_tensorflow(gpu_session):
     """QUICK's run, TensorFlow hidden: every row but TensorBoard's and the folder's, which say
     why they were skipped; the table lists them all."""
@@ -349,6 +354,7 @@ def test_host_overhead_times_every_configuration_without_tensorflow(gpu_session)
         assert f"| {label} |" in report["table"]
 
 
+@pytest.mark.slow
 def test_host_overhead_times_tensorboard_and_a_streamed_folder(tmp_path):
     """The rows that need TensorFlow: TensorBoard and the streamed folder through train(), and
     the folder decoded alone."""
@@ -366,6 +372,7 @@ def test_host_overhead_times_tensorboard_and_a_streamed_folder(tmp_path):
     assert "streamed image folder" in proc.stdout
 
 
+@pytest.mark.slow
 def test_folder_input_times_a_generated_jpeg_folder(tmp_path):
     """A few dozen tiny JPEGs: every row, the table and the JSON (TensorFlow lists the files)."""
     pytest.importorskip("tensorflow")

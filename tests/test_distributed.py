@@ -64,6 +64,7 @@ def one_device(one_and_four_devices) -> dict:
     return one_and_four_devices[0]
 
 
+@pytest.mark.slow
 def test_four_devices_train_like_one_with_the_same_global_batch(one_and_four_devices):
     one_device, four = one_and_four_devices
     assert four["devices"] == 4
@@ -111,11 +112,13 @@ def assert_trained_together_like_one(first: dict, second: dict, one_device: dict
     assert first["writes"] > 0 and second["writes"] == 0
 
 
+@pytest.mark.slow
 def test_two_processes_told_by_the_environment_train_together_like_one(tmp_path, one_device):
     workers = two_processes(str(tmp_path / "run"), "environment")
     assert_trained_together_like_one(*(result(worker) for worker in workers), one_device)
 
 
+@pytest.mark.slow
 def test_a_stopped_two_process_run_resumes_on_both_processes(tmp_path, one_device):
     """Told by flags: epoch 1 from scratch, a stop, then epoch 2 resumed on both processes."""
     run_dir = str(tmp_path / "run")

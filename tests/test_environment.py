@@ -105,6 +105,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "torch"])
 def test_the_library_builds_augments_trains_and_saves_on_another_backend(backend):
     result = run_python(

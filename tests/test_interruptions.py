@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from helpers import run_python
 
+pytestmark = pytest.mark.slow  # real processes, started, signalled and killed
+
 ROOT = Path(__file__).resolve().parents[1]
 # Eight steps an epoch on a small net: long enough to be killed inside an epoch.
 COMMAND = [
