@@ -2,7 +2,6 @@
 NAME:WEIGHTS, published weights wherever a command takes a model file."""
 
 import json
-import socket
 import tomllib
 from pathlib import Path
 
@@ -44,19 +43,6 @@ def test_the_installed_command_runs_the_cli():
     module, _, function = PYPROJECT["project"]["scripts"]["keras-resnet"].partition(":")
     assert (module, function) == ("keras_resnet.cli", "console")
     assert getattr(cli, function) is cli.console
-
-
-@pytest.fixture
-def keras_home(tmp_path, monkeypatch):
-    """Keras's cache in a fresh folder, offline: no command may reach the network."""
-    home = tmp_path / "keras"
-    monkeypatch.setenv("KERAS_HOME", str(home))
-
-    def no_network(address, timeout=None):
-        raise socket.gaierror(-2, "Name or service not known")
-
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    return home
 
 
 def test_list_marks_the_models_with_published_weights(capsys, monkeypatch):

@@ -28,19 +28,6 @@ CIFAR10 = pretrained.WEIGHTS["cifar10"]
 
 
 @pytest.fixture
-def keras_home(tmp_path, monkeypatch):
-    """An empty Keras cache; nothing may reach the network."""
-    home = tmp_path / "keras"
-    monkeypatch.setenv("KERAS_HOME", str(home))
-
-    def no_network(address, timeout=None):
-        raise socket.gaierror(-2, "Name or service not known")
-
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    return home
-
-
-@pytest.fixture
 def cache(keras_home):
     """The Keras cache holding the published checkpoints, as a user copies them there."""
     return cache_published_weights(keras_home)

@@ -58,8 +58,8 @@ TRASH = ".replaced-"  # prefix of the folder an old run's files are moved into b
 # The files of one run, state.json first: once it is gone the rest no longer looks resumable.
 RUN_FILES = (STATE, CONFIG, METRICS, HISTORY, MODEL, BEST, CURVES, CONFUSION)
 RUN_FOLDERS = (CHECKPOINTS, TENSORBOARD)
-# What a run has written before its first epoch ends: without state.json, nothing else of it
-# is worth keeping.
+# What a run has written before its first state.json (besides epoch 1's checkpoint): without
+# state.json, nothing else of it is worth keeping.
 STARTED = (CONFIG, TENSORBOARD, BEST)
 # config.json's mark: only a folder whose config.json carries it is a run of ours.
 WRITTEN_BY = ("written_by", "keras_resnet")
@@ -417,8 +417,11 @@ class RunFolder:
                 return None
             raise
         if state is None:
+            # A kill while epoch 1 is saved may leave its checkpoint and best.keras, no more.
             lost = [n for n in RUN_FILES if n not in STARTED and (self.path / n).exists()]
-            lost += [f"{CHECKPOINTS}/{p.name}" for p in self._checkpoints()]
+            lost += [
+                _relative(p) for p in self._checkpoints() if _relative(p) != checkpoint_name(1)
+            ]
             if lost and not overwrite:
                 raise RunFolderError(
                     f"{self.path} holds a run whose {STATE} is missing ({', '.join(lost)}), "
