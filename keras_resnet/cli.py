@@ -10,6 +10,7 @@ Ctrl-C, 143 after SIGTERM. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import os
 import signal
@@ -411,15 +412,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def exit_quietly(code: int) -> NoReturn:
     """End the program with ``code``. A signal that comes while it ends (a second Ctrl-C
-    while XLA's threads wind down) ends it at once with the same code, not with a traceback."""
+    while XLA's threads wind down) ends it at once with the same code, not with a traceback;
+    once the interpreter tears down (when Python puts its own handlers back to the defaults,
+    which would let the signal kill it) such a signal is ignored."""
 
     def leave(signum, frame):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
 
+    def ignore_signals() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, leave)
+    atexit.register(ignore_signals)  # atexit runs before the teardown resets the handlers
     sys.exit(code)
 
 

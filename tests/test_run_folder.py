@@ -641,3 +641,18 @@ def test_a_stop_while_the_first_checkpoint_is_a_temporary_file_says_nothing_is_s
     assert code == 143, err
     assert f"Interrupted. No epoch had finished, so no model was saved in {run_dir}." in out
     assert not (run_dir / "state.json").exists() and hidden_files(run_dir) == []
+
+
+def test_a_run_killed_while_saving_epoch_1_starts_again_but_a_lost_state_is_refused(tmp_path):
+    config = tiny_config(tmp_path)
+    run = RunFolder(config.run_dir)
+    config.run_dir.mkdir()
+    run.start(config)
+    (config.run_dir / "checkpoints").mkdir()
+    for name in ("best.keras", "checkpoints/epoch-0001.keras"):  # written before state.json
+        (config.run_dir / name).write_bytes(b"epoch 1")
+    assert run.resume_state(config, overwrite=False) is None  # the same command starts again
+    (config.run_dir / "history.csv").write_text("written after state.json")
+    with pytest.raises(RunFolderError, match=r"whose state.json is missing \(history.csv\)"):
+        run.resume_state(config, overwrite=False)
+    assert run.resume_state(config, overwrite=True) is None
