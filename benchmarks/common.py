@@ -39,6 +39,15 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def rows_chosen(parser: argparse.ArgumentParser, text: str, rows) -> list[str]:
+    """``--rows a,b``: the rows named, each one of ``rows``, else the parser's error."""
+    chosen = [r.strip() for r in text.split(",") if r.strip()]
+    unknown = [r for r in chosen if r not in rows]
+    if unknown or not chosen:
+        parser.error(f"--rows: unknown {unknown}; choose from {', '.join(rows)}")
+    return chosen
+
+
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 

@@ -35,7 +35,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, fmt_rate, positive_int, run_module, utc_now, write_report
+from benchmarks.common import (
+    RESULTS_DIR,
+    fmt_rate,
+    positive_int,
+    rows_chosen,
+    run_module,
+    utc_now,
+    write_report,
+)
 
 YNN_OPTION = "--xla_cpu_experimental_ynn_fusion_type"
 SETTINGS = {
@@ -259,10 +267,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--worker", choices=ROWS, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in args.rows if r not in ROWS]
-    if unknown or not args.rows:
-        parser.error(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
+    args.rows = rows_chosen(parser, args.rows, ROWS)
     return args
 
 

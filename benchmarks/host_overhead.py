@@ -43,13 +43,14 @@ from pathlib import Path
 from benchmarks.common import (
     RESULTS_DIR,
     positive_int,
+    rows_chosen,
     run_module,
     slug,
     utc_now,
     write_report,
 )
 
-TARGET_MS = 0.5  # issue #24: the trainer's host cost per step, in every configuration
+TARGET_MS = 0.5  # the host cost per step the trainer is held under, in every configuration
 TARGET_VS_FIT = 2.0  # ... and at most twice a bare model.fit's
 DEVICES = 4  # the data-parallel row's virtual CPU devices
 STREAMED_GB = 1e-6  # --max-memory-gb below the folder's size: its batches are decoded as read
@@ -351,10 +352,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--epochs: at least 2, the first compiles and is not timed")
     if args.batch_size % DEVICES:
         parser.error(f"--batch-size: a multiple of {DEVICES}, for the --devices {DEVICES} row")
-    args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in args.rows if r not in ROWS]
-    if unknown or not args.rows:
-        parser.error(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
+    args.rows = rows_chosen(parser, args.rows, ROWS)
     return args
 
 
