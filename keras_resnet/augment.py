@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_resnet.arguments import check_crop_flip
+from keras_resnet.checks import check_crop_flip
 
 
 class _FixedSeed(keras.random.SeedGenerator):

@@ -1,23 +1,30 @@
-"""Test settings: JAX on CPU, quiet TensorFlow, no compilation cache, and a fresh Keras session
-per test.
+"""Test settings: JAX on CPU, quiet TensorFlow, a compilation cache of the tests' own, and a fresh
+Keras session per test.
 
 train() restores the dtype policy, seeds and distribution itself; no test resets them.
 """
 
 import os
+import socket
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# No test writes XLA's compilation cache into the user's folder (test_startup checks it on its own).
-os.environ["KERAS_RESNET_XLA_CACHE"] = "0"
-
-import socket
+# XLA's compilation cache in a folder of the tests' own, never the user's: the many tiny training
+# runs (in this process and in the ones tests start) compile the same few programs, so each is
+# compiled once, and a second run of the suite (`-m slow` after the default) reuses them. Set
+# before the first compilation, when JAX reads it.
+os.environ["KERAS_RESNET_XLA_CACHE"] = str(Path(tempfile.gettempdir()) / "keras-resnet-tests-xla")
 
 import keras
 import pytest
 
 import keras_resnet  # noqa: F401  (registers the layers before any test loads a model)
+from keras_resnet.trainer import compile_cache
+
+compile_cache.enable()
 
 
 @pytest.fixture(autouse=True)

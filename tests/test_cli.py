@@ -12,7 +12,8 @@ from PIL import Image
 
 import keras_resnet
 from keras_resnet import cli, models, pretrained
-from keras_resnet.trainer.config import NOTES, RECIPES, SCHEDULES
+from keras_resnet.errors import ConfigError
+from keras_resnet.trainer.config import NOTES, RECIPES, SCHEDULES, SETTINGS, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -29,14 +30,26 @@ def test_version_prints_the_package_version(entry, capsys):
     assert capsys.readouterr().out.strip() == f"keras-resnet {version}"
 
 
-def test_train_help_lists_every_schedule_and_recipe(capsys):
+def test_train_help_shows_each_setting_as_declared(capsys):
     with pytest.raises(SystemExit):
         cli.train_main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
+    for name, field in SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        assert f"{flag} " in help_text and field.metadata["help"] in help_text, name
     assert f"--schedule SCHEDULE {', '.join(SCHEDULES)} (default {NOTES['schedule']})" in help_text
-    assert f"preset: {', '.join(RECIPES)} (default note)" in help_text
-    for flag in ("--warmup-lr WARMUP_LR", "--warmup-steps WARMUP_STEPS"):
-        assert f"{flag} steps or triangular schedule: warm-up" in help_text
+    assert f"preset: {', '.join(RECIPES)}; flags override it (default note)" in help_text
+    assert "--synthetic, --no-synthetic generated data: no download (default off)" in help_text
+    assert "--train-size N train on the first N training images (default all)" in help_text
+
+
+def test_a_setting_has_one_check_for_python_and_the_command_line(capsys):
+    with pytest.raises(ConfigError, match=r"lr_factor must be between 0 and 1, got 1\.5"):
+        TrainConfig(lr_factor=1.5)
+    code, _, err = run_cli(capsys, "train", "--lr-factor", "1.5")
+    assert (code, err) == (2, "error: --lr-factor must be between 0 and 1, got 1.5\n")
+    code, _, err = run_cli(capsys, "evaluate", "m.keras", "--max-memory-gb", "0")
+    assert (code, err) == (2, "error: --max-memory-gb must be a positive number, got 0.0\n")
 
 
 def test_the_installed_command_runs_the_cli():

@@ -244,3 +244,23 @@ def test_every_relative_link_lands(page: Path):
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no heading #{anchor} in {linked.name}")
     assert not broken, f"{page.name}: " + "; ".join(broken)
+
+
+def _table_flags(page: Path, heading: str) -> set[str]:
+    """The flags named in the first column of the table under ``## heading`` of ``page``."""
+    section = page.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {flag for row in rows for flag in re.findall(r"--[a-z][a-z0-9-]*", row)}
+
+
+def test_the_flag_table_lists_exactly_the_flags_of_train_py_help(capsys):
+    from keras_resnet import cli
+
+    with pytest.raises(SystemExit):
+        cli.train_main(["--help"])
+    shown = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", capsys.readouterr().out)) - {"--help"}
+    documented = _table_flags(ROOT / "docs" / "training.md", "Flags")
+    assert documented == shown, (
+        f"only in --help: {sorted(shown - documented)}; "
+        f"only in the table: {sorted(documented - shown)}"
+    )

@@ -68,7 +68,17 @@ def test_the_cli_passes_the_studys_flags_through(tmp_path, monkeypatch):
     monkeypatch.setattr(
         experiments, "degradation", lambda *args, **flags: seen.update(args=args, flags=flags)
     )
-    argv = ["experiment", "degradation", "--depths", "20", "56", "--epochs", "3", "--subset", "500"]
+    argv = [
+        "experiment",
+        "degradation",
+        "--depths",
+        "20",
+        "56",
+        "--epochs",
+        "3",
+        "--train-size",
+        "500",
+    ]
     assert cli.main([*argv, "--synthetic", "--output-dir", str(tmp_path)]) == 0
     assert seen["args"] == ([20, 56], tmp_path, "paper")
     assert seen["flags"] == {"epochs": 3, "train_size": 500, "synthetic": True}

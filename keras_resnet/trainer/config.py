@@ -1,30 +1,29 @@
 """What a training run is: ``TrainConfig``, the named recipes it starts from, and their checks.
 
-A config is checked once, when it is made: everything downstream trusts it. Fields left out
-take the recipe's value, then the notes' (``TrainConfig(recipe="paper", model="resnet110")``
-is the paper's ResNet-110 run), so the command line, ``config.json`` and Python all mean the
-same thing by a recipe. Errors name the field (``ConfigError.parameter``); the command line
-shows it as a flag.
+Each setting is declared once, as a field of ``TrainConfig``: its type, the notes' value, its
+help text and its check. The recipes' defaults, the command line's flags (``keras_resnet.cli``)
+and the validation all come from that declaration. A config is checked once, when it is made:
+everything downstream trusts it. Fields left out take the recipe's value, then the notes'
+(``TrainConfig(recipe="paper", model="resnet110")`` is the paper's ResNet-110 run), so the
+command line, ``config.json`` and Python all mean the same thing by a recipe. Errors name the
+field (``ConfigError.parameter``); the command line shows it as a flag.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from keras_resnet import pretrained
-from keras_resnet.arguments import check_crop_flip
+from keras_resnet import checks, pretrained
+from keras_resnet.checks import Check
 from keras_resnet.errors import ConfigError
 from keras_resnet.registry import downsampling, get_spec, layer_depth
 from keras_resnet.saving import parse_pretrained
 from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
-from keras_resnet.trainer.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD, PAD
+from keras_resnet.trainer.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD
 from keras_resnet.trainer.data.common import FOLDER
+from keras_resnet.trainer.recipes import RECIPES, WARMUP_FROM_DEPTH
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 LOG_FORMATS = ("keras", "note")
@@ -46,72 +45,8 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 # dataset it becomes "data" unless given explicitly; the notes' fixed 0.5/0.5 stays as it is.
 DATA_NORMALIZATION = "data"
 NORMALIZATION_NAMES = (*NORMALIZATIONS, DATA_NORMALIZATION)
-# Fields that may change when a run is continued: where things are, how verbose, how long.
-RESUMABLE_CHANGES = frozenset(
-    {"epochs", "output_dir", "data_dir", "log_format", "tensorboard", "max_memory_gb"}
-)
 # What --init-from starts from: a .keras model of this project, or a PyTorch checkpoint.
 INIT_SUFFIXES = (".keras", *TORCH_SUFFIXES)  # what --init-from reads, besides NAME:WEIGHTS
-# Iteration counts go to the optimizer as int32.
-MAX_STEPS = 2**31 - 1
-
-RECIPES: dict[str, dict[str, Any]] = {
-    # The notes' run (SPEC.md section 4): TrainConfig's defaults, the NOTES dict below.
-    "note": {},
-    # He et al. 2015, section 4.2: batch 128, weight decay 1e-4, lr 0.1 divided by 10 at 32k and
-    # 48k iterations, stop at 64k (182 epochs of 352 steps on the 45k/5k split), and a 0.01
-    # warm-up for the first 400 iterations of ResNet-110 and deeper.
-    "paper": {
-        "model": "resnet18",
-        "epochs": 182,
-        "batch_size": 128,
-        "lr": 0.1,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "schedule": "steps",
-        "lr_milestones": (32_000, 48_000),
-        "val_size": 5000,
-        "warmup_lr": 0.01,
-        "warmup_steps": 400,
-        "padding": PAD,
-        "normalization": "cifar10",
-        "log_format": "keras",
-    },
-    # A tuned ResNet-18 recipe (94% in 26 epochs with PyTorch on one A100): batch 512, Nesterov
-    # momentum, a triangular learning rate (linear warm-up over 5 epochs of 98 steps, then
-    # linear decay to zero), flip + translate-4 + cutout-12, label smoothing, bfloat16 with
-    # BatchNorm and the loss in float32, and flip test-time augmentation.
-    "fast": {
-        "model": "resnet18",
-        "epochs": 26,
-        "batch_size": 512,
-        "lr": 0.2,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 5e-4,
-        "schedule": "triangular",
-        "warmup_steps": 490,
-        "label_smoothing": 0.2,
-        "cutout": 12,
-        "precision": "mixed_bfloat16",
-        "flip_tta": True,
-        "padding": PAD,
-        "normalization": "cifar10",
-        "log_format": "keras",
-    },
-    # kuangliu/pytorch-cifar's main.py (SPEC.md section 5): ResNet-18, crop + flip, its
-    # mean/std, SGD 0.1/0.9/5e-4, CosineAnnealingLR(T_max=200) stepped once an epoch.
-    "kuangliu": {
-        "model": "resnet18",
-        "epochs": 200,
-        "schedule": "cosine",
-        "padding": PAD,
-        "normalization": "cifar10",
-        "log_format": "keras",
-    },
-}
-# The paper warms up only its deepest nets (ResNet-110 and deeper).
-WARMUP_FROM_DEPTH = {"paper": 110}
 
 
 class _FromRecipe:
@@ -124,9 +59,81 @@ class _FromRecipe:
 FROM_RECIPE: Any = _FromRecipe()
 
 
+def setting(
+    notes: Any,
+    help: str,
+    check: Check | None = None,
+    *,
+    choices: tuple[str, ...] = (),
+    shown: str | None = None,
+    metavar: str | None = None,
+    resumable: bool = False,
+    recipe_default: bool = True,
+) -> Any:
+    """A ``TrainConfig`` field, declared once. ``notes``: the notes' value, which a recipe keeps
+    unless it sets its own; ``help``: the flag's text (``{choices}`` lists them); ``check``: its
+    rule (``keras_resnet.checks``; ``choices`` make one); ``shown``: how the help names the
+    default, where the value itself would not say it; ``resumable``: a continued run may change
+    it (where things are, how verbose, how long)."""
+    metadata = {
+        "notes": notes,
+        "help": help.format(choices=", ".join(choices)),
+        "check": check or checks.one_of(choices),
+        "shown": shown,
+        "metavar": metavar,
+        "resumable": resumable,
+    }
+    return dataclasses.field(default=FROM_RECIPE if recipe_default else notes, metadata=metadata)
+
+
+def _model_reason(name) -> str | None:
+    try:
+        get_spec(name)
+    except ValueError as error:
+        return ConfigError.from_value_error("model", error).reason
+    return None
+
+
+def _milestones_reason(milestones) -> str | None:
+    steps = list(milestones)
+    if all(checks.is_int(m) and 1 <= m <= checks.MAX_STEPS for m in steps) and steps == sorted(
+        set(steps)
+    ):
+        return None
+    return f"must be increasing step numbers from 1 to {checks.MAX_STEPS}, got {steps}"
+
+
+def _init_from_reason(source) -> str | None:
+    if source is None:
+        return None
+    if not isinstance(source, str) or not (
+        Path(source).suffix in INIT_SUFFIXES or parse_pretrained(source)
+    ):
+        return (
+            f"must be a .keras model, a PyTorch {'/'.join(TORCH_SUFFIXES)} checkpoint or "
+            f"NAME:WEIGHTS for published weights (resnet20:cifar10), got {source!r}"
+        )
+    if published := parse_pretrained(source):
+        try:
+            pretrained.published(*published)
+        except ConfigError as error:
+            return f"{source!r}: {error.reason}"
+    return None
+
+
+_IMAGE_SIZE = checks.rule(
+    lambda v: isinstance(v, tuple) and len(v) == 2 and all(checks.is_int(s) for s in v),
+    "one size or a height and a width in pixels",
+    optional=True,
+)
+_DATASET = checks.rule(
+    lambda v: isinstance(v, str) and v not in ("", FOLDER), f"a tfds dataset name or {FOLDER}PATH"
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a run. The values after ``#`` are the notes' (SPEC.md section 4).
+    """Every setting of a run; each field's first value is the notes'.
 
     ``torch_plateau`` is PyTorch's ``ReduceLROnPlateau(threshold=lr_threshold,
     patience=lr_patience, factor=lr_factor, min_lr=min_lr)`` stepped with the epoch's sum of
@@ -134,45 +141,98 @@ class TrainConfig:
     ``val_size``. The test set only reports: it never cuts a rate or picks a model.
     """
 
-    recipe: str = "note"
-    model: str = FROM_RECIPE  # resnet34
-    epochs: int = FROM_RECIPE  # 50
-    batch_size: int = FROM_RECIPE  # 128
-    lr: float = FROM_RECIPE  # 0.1
-    momentum: float = FROM_RECIPE  # 0.9
-    nesterov: bool = FROM_RECIPE  # False
-    weight_decay: float = FROM_RECIPE  # 5e-4
-    schedule: str = FROM_RECIPE  # torch_plateau
-    lr_patience: int = FROM_RECIPE  # 3
-    lr_factor: float = FROM_RECIPE  # 0.1
-    lr_threshold: float = FROM_RECIPE  # 0.1
-    min_lr: float = FROM_RECIPE  # 0
-    lr_milestones: tuple[int, ...] = FROM_RECIPE  # ()
-    warmup_lr: float = FROM_RECIPE  # 0
-    warmup_steps: int = FROM_RECIPE  # 0
-    label_smoothing: float = FROM_RECIPE  # 0
-    cutout: int = FROM_RECIPE  # 0
-    padding: int = FROM_RECIPE  # 0: flips only
-    normalization: str = FROM_RECIPE  # half
-    flip_tta: bool = FROM_RECIPE  # False
-    seed: int = FROM_RECIPE  # 0
-    data_dir: str | None = FROM_RECIPE  # tfds's default
-    synthetic: bool = FROM_RECIPE  # False
-    train_size: int | None = FROM_RECIPE  # all
-    val_size: int = FROM_RECIPE  # 0
-    precision: str = FROM_RECIPE  # float32
-    log_format: str = FROM_RECIPE  # note
-    output_dir: str | None = FROM_RECIPE  # runs/<model>
-    tensorboard: bool = FROM_RECIPE  # False: no TensorBoard logs
-    dataset: str = FROM_RECIPE  # cifar10: a tfds name, or folder:PATH
-    image_size: tuple[int, int] | None = FROM_RECIPE  # None: the images' own size
-    max_memory_gb: float = FROM_RECIPE  # 4: a bigger folder is streamed, not held in memory
-    init_from: str | None = FROM_RECIPE  # None: a fresh initialisation
-    freeze_backbone: bool = FROM_RECIPE  # False: every layer trains
+    recipe: str = setting(
+        "note", "preset: {choices}; flags override it", choices=tuple(RECIPES),
+        recipe_default=False,
+    )  # fmt: skip
+    # The notes print ResNet-34 (their checkpoint is misnamed res18.ckpt).
+    model: str = setting(
+        "resnet34", "a registered name, see `python -m keras_resnet list`", _model_reason
+    )
+    epochs: int = setting(50, "training epochs", checks.POSITIVE_INT, resumable=True)
+    batch_size: int = setting(128, "images per step", checks.POSITIVE_INT)
+    lr: float = setting(0.1, "initial learning rate", checks.rate())
+    momentum: float = setting(0.9, "SGD momentum", checks.FRACTION)
+    nesterov: bool = setting(False, "Nesterov momentum", checks.BOOLEAN)
+    weight_decay: float = setting(5e-4, "L2 in PyTorch's sense", checks.rate(positive=False))
+    # The notes' ReduceLROnPlateau(optimizer, threshold=0.1, patience=3): stepped with their 50
+    # "Total loss" values it cuts after epochs 20, 44 and 50, where their log does.
+    schedule: str = setting("torch_plateau", "{choices}", choices=SCHEDULES)
+    lr_patience: int = setting(3, "plateaus: stalled epochs before a cut", checks.POSITIVE_INT)
+    lr_factor: float = setting(
+        0.1,
+        "learning-rate cut",
+        checks.rule(lambda v: checks.is_number(v) and 0 < v < 1, "between 0 and 1"),
+    )
+    lr_threshold: float = setting(0.1, "torch_plateau: relative gain", checks.NON_NEGATIVE)
+    min_lr: float = setting(0.0, "plateaus' floor, cosine's end", checks.rate(positive=False))
+    lr_milestones: tuple[int, ...] = setting(
+        (), "steps schedule: the iterations it cuts at", _milestones_reason, metavar="STEP"
+    )
+    warmup_lr: float = setting(
+        0.0, "steps or triangular schedule: warm-up learning rate", checks.rate(positive=False)
+    )
+    warmup_steps: int = setting(0, "steps or triangular schedule: warm-up iterations", checks.STEPS)
+    label_smoothing: float = setting(0.0, "label smoothing of the loss", checks.FRACTION)
+    cutout: int = setting(0, "zero a random square of this many pixels a side", checks.PIXELS)
+    padding: int = setting(0, "random crop's padding; 0: flips only", checks.PIXELS)
+    normalization: str = setting(
+        "half",
+        "{choices}; data: the training images' mean and std (a recipe's cifar10 becomes data "
+        "on other datasets)",
+        choices=NORMALIZATION_NAMES,
+    )
+    flip_tta: bool = setting(False, "average with mirror images", checks.BOOLEAN)
+    seed: int = setting(0, "fixes initial weights, data order, augmentation", checks.SEED)
+    data_dir: str | None = setting(
+        None,
+        "tfds data_dir holding (or to receive) the dataset",
+        checks.PATH,
+        shown="tfds's",
+        resumable=True,
+    )
+    synthetic: bool = setting(False, "generated data: no download", checks.BOOLEAN)
+    train_size: int | None = setting(
+        None,
+        "train on the first N training images",
+        checks.rule(lambda v: checks.is_int(v) and v >= 1, "a positive integer", optional=True),
+        shown="all",
+        metavar="N",
+    )
+    val_size: int = setting(
+        0, "hold out N training images for validation (paper: 5000)", checks.COUNT, metavar="N"
+    )
+    precision: str = setting("float32", "{choices}", choices=PRECISIONS)
+    log_format: str = setting("note", "{choices}", choices=LOG_FORMATS, resumable=True)
+    output_dir: str | None = setting(
+        None,
+        "run folder; re-running the command resumes it",
+        checks.PATH,
+        shown="runs/<model>[-synthetic|-<dataset>]",
+        resumable=True,
+    )
+    tensorboard: bool = setting(False, "log to RUN/tensorboard/", checks.BOOLEAN, resumable=True)
+    dataset: str = setting(
+        "cifar10", "a tfds image dataset (cifar100, svhn_cropped, ...) or folder:PATH", _DATASET
+    )
+    image_size: tuple[int, int] | None = setting(
+        None, "resize to H [W]", _IMAGE_SIZE, shown="the images' own", metavar="PIXELS"
+    )
+    max_memory_gb: float = setting(
+        4.0, "a bigger folder: is streamed from disk", checks.POSITIVE, resumable=True
+    )
+    init_from: str | None = setting(
+        None,
+        f"start from a .keras model, PyTorch {'/'.join(TORCH_SUFFIXES)} weights, or published "
+        "weights NAME:WEIGHTS (resnet20:cifar10; see list)",
+        _init_from_reason,
+        shown="a fresh initialisation",
+        metavar="SOURCE",
+    )
+    freeze_backbone: bool = setting(False, "train only the head", checks.BOOLEAN)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.recipe, str) or self.recipe not in RECIPES:
-            raise ConfigError("recipe", f"must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        check_setting("recipe", self.recipe)
         preset = RECIPES[self.recipe]
         unset = {f.name for f in dataclasses.fields(self) if getattr(self, f.name) is FROM_RECIPE}
         for name in unset:
@@ -187,14 +247,16 @@ class TrainConfig:
         ):
             object.__setattr__(self, "normalization", DATA_NORMALIZATION)
         deep_enough = WARMUP_FROM_DEPTH.get(self.recipe, 0)
-        if deep_enough and "warmup_steps" in unset:
-            try:
-                shallow = layer_depth(get_spec(self.model)) < deep_enough
-            except ValueError:
-                shallow = False  # an unknown model: _check names it
-            if shallow:
-                object.__setattr__(self, "warmup_steps", 0)
-        _check(self)
+        if (
+            deep_enough
+            and "warmup_steps" in unset
+            and _model_reason(self.model) is None  # an unknown model: its check names it
+            and layer_depth(get_spec(self.model)) < deep_enough
+        ):
+            object.__setattr__(self, "warmup_steps", 0)
+        for field in dataclasses.fields(self):
+            check_setting(field.name, getattr(self, field.name))
+        _check_together(self)
 
     @property
     def run_dir(self) -> Path:
@@ -216,12 +278,12 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
         """A config as ``to_json`` wrote it; every field must be there."""
-        missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
+        missing = sorted(set(SETTINGS) - set(data))
         if missing:  # a run begun by an earlier version, which had fewer settings
             raise ConfigError(
                 missing[0], "is missing (an earlier version of keras_resnet wrote this file?)"
             )
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        unknown = sorted(set(data) - set(SETTINGS))
         if unknown:
             raise ConfigError(unknown[0], "is not a setting of this version")
         milestones = data["lr_milestones"]
@@ -239,44 +301,15 @@ class TrainConfig:
         }
 
 
-NOTES: dict[str, Any] = {
-    "model": "resnet34",  # the printed net; the notes' checkpoint is misnamed res18.ckpt
-    "epochs": 50,
-    "batch_size": 128,
-    "lr": 0.1,
-    "momentum": 0.9,
-    "nesterov": False,
-    "weight_decay": 5e-4,
-    # ReduceLROnPlateau(optimizer, threshold=0.1, patience=3): stepped with the notes' 50
-    # "Total loss" values it cuts after epochs 20, 44 and 50, where their log does.
-    "schedule": "torch_plateau",
-    "lr_patience": 3,
-    "lr_factor": 0.1,
-    "lr_threshold": 0.1,
-    "min_lr": 0.0,
-    "lr_milestones": (),
-    "warmup_lr": 0.0,
-    "warmup_steps": 0,
-    "label_smoothing": 0.0,
-    "cutout": 0,
-    "padding": 0,  # RandomHorizontalFlip() only: no crop
-    "normalization": "half",
-    "flip_tta": False,
-    "seed": 0,
-    "data_dir": None,
-    "synthetic": False,
-    "train_size": None,
-    "val_size": 0,
-    "precision": "float32",
-    "log_format": "note",
-    "output_dir": None,
-    "tensorboard": False,
-    "dataset": "cifar10",
-    "image_size": None,
-    "max_memory_gb": 4.0,
-    "init_from": None,
-    "freeze_backbone": False,
-}
+SETTINGS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+NOTES: dict[str, Any] = {name: field.metadata["notes"] for name, field in SETTINGS.items()}
+RESUMABLE_CHANGES = frozenset(name for name, f in SETTINGS.items() if f.metadata["resumable"])
+
+
+def check_setting(name: str, value: Any) -> None:
+    """Refuse ``value`` for the setting ``name`` by its declared rule, naming both."""
+    if reason := SETTINGS[name].metadata["check"](value):
+        raise ConfigError(name, reason)
 
 
 def resolve(recipe: str = "note", **settings) -> TrainConfig:
@@ -286,37 +319,11 @@ def resolve(recipe: str = "note", **settings) -> TrainConfig:
 
 def _square(size):
     """``image_size`` as (height, width): one number means a square; lists become tuples."""
-    if _is_int(size):
+    if checks.is_int(size):
         return (size, size)
     if isinstance(size, list | tuple):
         return tuple(size) * 2 if len(size) == 1 else tuple(size)
     return size
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# Rates and decays reach the optimizer as float32: a smaller one would silently become 0.
-FLOAT32_RANGE = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
-
-
-def _is_rate(value, positive: bool = True) -> bool:
-    """A number float32 holds as it is: 0 (unless ``positive``) or from its smallest normal
-    value to its largest."""
-    if not _is_number(value) or value < 0:
-        return False
-    return (value == 0 and not positive) or FLOAT32_RANGE[0] <= value <= FLOAT32_RANGE[1]
-
-
-def _rate_reason(value, positive: bool = True) -> str:
-    lowest = "a positive number" if positive else "0 or a number"
-    low, high = FLOAT32_RANGE
-    return f"must be {lowest} from {low:.3g} to {high:.3g} (float32), got {value!r}"
 
 
 def _require(condition: bool, parameter: str, reason: str) -> None:
@@ -324,52 +331,9 @@ def _require(condition: bool, parameter: str, reason: str) -> None:
         raise ConfigError(parameter, reason)
 
 
-def _check(c: TrainConfig) -> None:
-    """Refuse bad values before any work starts, naming the field and the value."""
-    try:
-        get_spec(c.model)
-    except ValueError as error:
-        raise ConfigError.from_value_error("model", error) from None
-    for name in ("epochs", "batch_size", "lr_patience"):
-        value = getattr(c, name)
-        _require(_is_int(value) and value >= 1, name, f"must be a positive integer, got {value!r}")
-    for name in ("nesterov", "flip_tta", "synthetic"):
-        value = getattr(c, name)
-        _require(isinstance(value, bool), name, f"must be True or False, got {value!r}")
-    _require(_is_rate(c.lr), "lr", _rate_reason(c.lr))
-    _require(
-        _is_number(c.momentum) and 0 <= c.momentum < 1,
-        "momentum",
-        f"must be in [0, 1), got {c.momentum!r}",
-    )
-    for name in ("weight_decay", "min_lr", "warmup_lr"):
-        value = getattr(c, name)
-        _require(_is_rate(value, positive=False), name, _rate_reason(value, positive=False))
-    _require(
-        c.min_lr < c.lr, "min_lr", f"must be below lr ({c.lr!r}), got {c.min_lr!r}"
-    )
-    _require(
-        _is_number(c.lr_factor) and 0 < c.lr_factor < 1,
-        "lr_factor",
-        f"must be between 0 and 1, got {c.lr_factor!r}",
-    )
-    _require(
-        c.schedule in SCHEDULES,
-        "schedule",
-        f"must be one of {', '.join(SCHEDULES)}, got {c.schedule!r}",
-    )
-    milestones = list(c.lr_milestones)
-    _require(
-        all(_is_int(m) and 1 <= m <= MAX_STEPS for m in milestones)
-        and milestones == sorted(set(milestones)),
-        "lr_milestones",
-        f"must be increasing step numbers from 1 to {MAX_STEPS}, got {milestones}",
-    )
-    _require(
-        _is_int(c.warmup_steps) and 0 <= c.warmup_steps <= MAX_STEPS,
-        "warmup_steps",
-        f"must be a step count from 0 to {MAX_STEPS}, got {c.warmup_steps!r}",
-    )
+def _check_together(c: TrainConfig) -> None:
+    """The rules that tie settings to each other; each alone has passed its own check."""
+    _require(c.min_lr < c.lr, "min_lr", f"must be below lr ({c.lr!r}), got {c.min_lr!r}")
     # The steps schedule holds warmup_lr during the warm-up; triangular ramps from it, so 0 is
     # a fine start there.
     _require(
@@ -382,125 +346,32 @@ def _check(c: TrainConfig) -> None:
         "warmup_steps",
         f"needs the steps or triangular schedule ({c.schedule} has no warm-up)",
     )
-    _require(
-        _is_number(c.lr_threshold) and c.lr_threshold >= 0,
-        "lr_threshold",
-        f"must be a non-negative number, got {c.lr_threshold!r}",
-    )
     # Without a validation split the Keras plateau rule would watch the test set.
     _require(
-        c.schedule != "plateau" or (_is_int(c.val_size) and c.val_size > 0),
+        c.schedule != "plateau" or c.val_size > 0,
         "schedule",
         "plateau follows the validation accuracy and needs a validation split (val_size); "
         "torch_plateau follows the training loss",
-    )
-    _require(
-        _is_number(c.label_smoothing) and 0 <= c.label_smoothing < 1,
-        "label_smoothing",
-        f"must be in [0, 1), got {c.label_smoothing!r}",
-    )
-    try:  # the augmentation layer's bounds of its sizes and seed
-        check_crop_flip(c.padding, c.cutout, c.seed)
-    except ValueError as error:
-        parameter = str(error).split(" ", 1)[0]  # "padding must be ...", "seed ...", "cutout ..."
-        raise ConfigError.from_value_error(parameter, error) from None
-    _require(
-        c.normalization in NORMALIZATION_NAMES,
-        "normalization",
-        f"must be one of {', '.join(NORMALIZATION_NAMES)}, got {c.normalization!r}",
-    )
-    _check_dataset(c)
-    _require(
-        c.train_size is None or (_is_int(c.train_size) and c.train_size >= 1),
-        "train_size",
-        f"must be a positive integer, got {c.train_size!r}",
-    )
-    _require(
-        _is_int(c.val_size) and c.val_size >= 0,
-        "val_size",
-        f"must be 0 or more, got {c.val_size!r}",
-    )
-    _require(
-        c.precision in PRECISIONS,
-        "precision",
-        f"must be one of {', '.join(PRECISIONS)}, got {c.precision!r}",
-    )
-    _require(
-        c.log_format in LOG_FORMATS,
-        "log_format",
-        f"must be one of {', '.join(LOG_FORMATS)}, got {c.log_format!r}",
-    )
-    for name in ("data_dir", "output_dir"):
-        value = getattr(c, name)
-        _require(
-            value is None or (isinstance(value, str) and value != ""),
-            name,
-            f"must be a non-empty path, got {value!r}",
-        )
-    _require(
-        isinstance(c.tensorboard, bool),
-        "tensorboard",
-        f"must be True or False, got {c.tensorboard!r}",
-    )
-    _require(
-        c.init_from is None
-        or (
-            isinstance(c.init_from, str)
-            and (Path(c.init_from).suffix in INIT_SUFFIXES or parse_pretrained(c.init_from))
-        ),
-        "init_from",
-        f"must be a .keras model, a PyTorch {'/'.join(TORCH_SUFFIXES)} checkpoint or "
-        f"NAME:WEIGHTS for published weights (resnet20:cifar10), got {c.init_from!r}",
-    )
-    if source := c.init_from and parse_pretrained(c.init_from):
-        try:
-            pretrained.published(*source)
-        except ConfigError as error:
-            raise ConfigError("init_from", f"{c.init_from!r}: {error.reason}") from None
-    _require(
-        isinstance(c.freeze_backbone, bool),
-        "freeze_backbone",
-        f"must be True or False, got {c.freeze_backbone!r}",
-    )
-    # A frozen backbone that was never trained gives the head random features to learn from.
-    _require(
-        not c.freeze_backbone or c.init_from is not None,
-        "freeze_backbone",
-        "needs init_from: the backbone it freezes must come from trained weights",
-    )
-
-
-def _check_dataset(c: TrainConfig) -> None:
-    _require(
-        isinstance(c.dataset, str) and c.dataset not in ("", FOLDER),
-        "dataset",
-        f"must be a tfds dataset name or {FOLDER}PATH, got {c.dataset!r}",
     )
     _require(
         not c.synthetic or c.dataset == NOTES["dataset"],
         "synthetic",
         f"generates CIFAR-10-like data; it cannot stand in for --dataset {c.dataset}",
     )
-    size = c.image_size
     smallest = downsampling(get_spec(c.model))
     _require(
-        size is None
-        or (isinstance(size, tuple) and len(size) == 2 and all(_is_int(s) for s in size)),
+        c.image_size is None or min(c.image_size) >= smallest,
         "image_size",
-        f"must be one size or a height and a width in pixels, got {size!r}",
+        f"must be at least {smallest} pixels a side for {c.model}, got {c.image_size!r}",
     )
     _require(
-        size is None or min(size) >= smallest,
-        "image_size",
-        f"must be at least {smallest} pixels a side for {c.model}, got {size!r}",
-    )
-    _require(
-        not (size and c.synthetic),
+        not (c.image_size and c.synthetic),
         "image_size",
         "does not apply to --synthetic data, which is 32x32",
     )
+    # A frozen backbone that was never trained gives the head random features to learn from.
     _require(
-        _is_number(c.max_memory_gb) and c.max_memory_gb > 0,
-        "max_memory_gb",
-        f"must be a positive number, got {c.max_memory_gb!r}",
+        not c.freeze_backbone or c.init_from is not None,
+        "freeze_backbone",
+        "needs init_from: the backbone it freezes must come from trained weights",
     )

@@ -153,12 +153,13 @@ def class_names(model: keras.Model, path: str) -> tuple[str, ...] | None:
 def evaluate_saved(
     model: keras.Model,
     path: str,
+    *,
     data_dir: str | None,
     synthetic: bool,
     seed: int,
     batch_size: int,
-    dataset: str | None = None,
-    max_memory_gb: float = 4.0,
+    dataset: str | None,
+    max_memory_gb: float,
 ) -> dict:
     """``evaluate``'s metrics of a loaded model on the test split of ``dataset`` (by default
     the one saved in the model, else CIFAR-10), resized to the model's input, or on the
