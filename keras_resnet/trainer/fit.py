@@ -26,7 +26,7 @@ from keras_resnet.losses import SmoothedSparseCrossentropy
 from keras_resnet.models import build, downsampling, get_spec
 from keras_resnet.optimizers import TorchSGD
 from keras_resnet.schedules import EpochCosine, Triangular
-from keras_resnet.trainer import compile_cache, distributed, finetune, tensorboard
+from keras_resnet.trainer import compile_cache, distributed, finetune, resume, tensorboard
 from keras_resnet.trainer import data as cifar
 from keras_resnet.trainer.callbacks import (
     Checkpoint,
@@ -34,11 +34,13 @@ from keras_resnet.trainer.callbacks import (
     NoteLog,
     SetEpoch,
     Validate,
+    check_finite,
     current_lr,
 )
 from keras_resnet.trainer.config import DATA_NORMALIZATION, NORMALIZATIONS, TrainConfig
 from keras_resnet.trainer.evaluation import evaluate
-from keras_resnet.trainer.run_folder import CONFIG, ResumeState, RunFolder
+from keras_resnet.trainer.run_folder import CONFIG, RunFolder
+from keras_resnet.trainer.state import ResumeState, kept
 
 
 def load_data(config: TrainConfig) -> cifar.Dataset:
@@ -261,11 +263,11 @@ def interrupted(run: RunFolder) -> str:
     """What a stopped run says: what is saved, read from the disk, and how to go on."""
     if not (run.path / CONFIG).is_file():
         return f"\nInterrupted before the run began: nothing of it is saved in {run}."
-    return f"\nInterrupted. {run.kept()} Resume with: python train.py --resume {run}"
+    return f"\nInterrupted. {kept(run)} Resume with: python train.py --resume {run}"
 
 
 def _train(config, data, run, overwrite, topology, callbacks, verbose, build) -> Path:
-    state = run.resume_state(config, overwrite)
+    state = resume.resume_state(run, config, overwrite)
 
     shard = (topology.process_id, topology.num_processes)
     train_batches = cifar.CifarBatches(
@@ -279,14 +281,14 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose, build) ->
     warn_about_schedule(config, len(train_batches))
     model = (build or build_model)(config, len(train_batches), data)
     if state is None:
-        if config.init_from:  # before run.start: a refused file leaves the folder as it was
+        if config.init_from:  # before resume.start: a refused file leaves the folder as it was
             report = finetune.initialise(model, config.init_from)
             if run.write:
                 print(report)
         state = ResumeState()
-        run.start(config)
+        resume.start(run, config)
     else:
-        model = run.load_checkpoint(state, expected=model)
+        model = resume.load_checkpoint(run, state, expected=model)
         if config.schedule in ("plateau", "torch_plateau"):
             model.optimizer.learning_rate.assign(state.learning_rate)
         print(f"Resuming {run} after epoch {state.epochs_done}.")
@@ -349,12 +351,13 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose, build) ->
         epoch, batch = stop_on_nan.stopped_at
         raise DivergedError(
             f"The loss became NaN or infinite at epoch {epoch}, batch {batch}; training stopped. "
-            f"{run.kept()} Try a lower --lr with --overwrite or another --output-dir."
+            f"{kept(run)} Try a lower --lr with --overwrite or another --output-dir."
         )
     metrics = evaluate(
         model, data.test, data.class_names, 1000, config.flip_tta, topology.devices, shard
     )
-    run.save_model(model, state.epochs_done)
+    check_finite(model, state.epochs_done, run)
+    run.save_model(model)
     metrics = {
         "model": config.model,
         **metrics,
