@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import keras
 from keras import layers
@@ -20,7 +21,6 @@ from keras import layers
 from keras_resnet import pretrained
 from keras_resnet.blocks import BLOCKS, batch_norm, conv2d, torch_bias_initializer
 from keras_resnet.registry import (
-    BLOCK_KINDS,
     INITIALIZATIONS,
     STEM_KERNELS,
     STEMS,
@@ -47,7 +47,6 @@ __all__ = [
     "class_names_of",
     "dataset_of",
     "downsampling",
-    "feature_info",
     "get_spec",
     "layer_depth",
     "list_models",
@@ -73,28 +72,18 @@ class FeatureInfo(tuple):
         return [info["module"] for info in self]
 
 
-def feature_info(spec: ModelSpec) -> FeatureInfo:
-    """Every feature map ``spec`` can give, by timm's index: 0 the stem (its last activation
-    before the max-pool), 1..N the last block of each stage.
+class FeatureMap(NamedTuple):
+    """A feature map as ``build`` makes it: the tensor, the layer that computes it and its
+    reduction, recorded where the layer is made so that its name is spelled once."""
 
-    A pre-activation unit leaves its sum unactivated, so a pre-activation net's stage maps are
-    those sums (and its CIFAR stem map the bare convolution), as timm's ResNet-V2 returns them:
-    the final BN-ReLU belongs to the classifier's path only.
-    """
-    pre_activation = BLOCK_KINDS[spec.block].pre_activation
-    imagenet = spec.stem == "imagenet"
-    stem_module = "stem_conv" if pre_activation and not imagenet else "stem_relu"
-    info = [{"num_chs": spec.widths[0], "reduction": 2 if imagenet else 1, "module": stem_module}]
-    first = 4 if imagenet else 1
-    for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True), start=1):
-        info.append(
-            {
-                "num_chs": width * BLOCK_KINDS[spec.block].expansion,
-                "reduction": first * 2 ** (stage - 1),
-                "module": f"stage{stage}_block{depth - 1}",
-            }
-        )
-    return FeatureInfo(info)
+    tensor: keras.KerasTensor
+    module: str
+    reduction: int
+
+    def info(self) -> dict:
+        """The map's entry in timm's ``feature_info``."""
+        channels = self.tensor.shape[-1]
+        return {"num_chs": channels, "reduction": self.reduction, "module": self.module}
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -244,25 +233,31 @@ def build(
             variance=tuple((s * 255.0) ** 2 for s in std),
             name="normalize",
         )(x)
-    x, stem_features = _stem(x, spec, block.pre_activation, init.conv)
-    features = [stem_features]
+    # Feature index 0 is the stem's map, 1..N each stage's last block, as timm numbers them.
+    # A pre-activation unit leaves its sum unactivated, so a pre-activation net's stage maps
+    # are those sums, as timm's ResNet-V2 returns them: the final BN-ReLU belongs to the
+    # classifier's path only.
+    x, reduction, stem_map = _stem(x, spec, block.pre_activation, init.conv)
+    features = [stem_map]
     for stage, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True), start=1):
         for index in range(depth):
-            x = block(
+            strides = 2 if stage > 1 and index == 0 else 1
+            unit = block(
                 width,
-                strides=2 if stage > 1 and index == 0 else 1,
+                strides=strides,
                 shortcut=spec.shortcut,
                 zero_init_residual=spec.zero_init_residual,
                 kernel_initializer=init.conv,
                 name=f"stage{stage}_block{index}",
-            )(x)
-        features.append(x)
+            )
+            x, reduction = unit(x), reduction * strides
+        features.append(FeatureMap(x, unit.name, reduction))
     if features_only:
-        info = feature_info(spec)
+        chosen = [features[i] for i in out_indices]
         extractor = FeatureExtractor(
             inputs,
-            [features[i] for i in out_indices],
-            feature_info=[info[i] for i in out_indices],
+            [feature.tensor for feature in chosen],
+            feature_info=[feature.info() for feature in chosen],
             name=name,
         )
         if weights_path is not None:
@@ -411,25 +406,32 @@ def _is_finite_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _stem(x, spec: ModelSpec, pre_activation: bool, initializer: dict) -> tuple:
+def _stem(
+    x: keras.KerasTensor, spec: ModelSpec, pre_activation: bool, initializer: dict
+) -> tuple[keras.KerasTensor, int, FeatureMap]:
     """3x3 convolution for CIFAR; 7x7/2 convolution and 3x3/2 max-pool for ImageNet.
 
-    Returns the stem's output and its feature map (feature index 0): the last activation before
-    the max-pool, as timm takes it.
+    Returns the stem's output, its reduction, and its ``FeatureMap`` (feature index 0): the
+    last activation before the max-pool, as timm takes it. A pre-activation CIFAR stem's map
+    is the bare convolution, as timm's ResNet-V2 returns it: the first unit starts with its
+    own BN-ReLU.
     """
-    width = spec.widths[0]
-    if spec.stem == "cifar":
-        x = conv2d(width, STEM_KERNELS["cifar"], name="stem_conv", initializer=initializer)(x)
-        if pre_activation:  # the first unit starts with its own BN-ReLU
-            return x, x
-    else:
-        x = conv2d(width, STEM_KERNELS["imagenet"], 2, name="stem_conv", initializer=initializer)(x)
+    imagenet = spec.stem == "imagenet"
+    stride = 2 if imagenet else 1
+    conv = conv2d(
+        spec.widths[0], STEM_KERNELS[spec.stem], stride, name="stem_conv", initializer=initializer
+    )
+    x = conv(x)
+    if pre_activation and not imagenet:
+        return x, stride, FeatureMap(x, conv.name, stride)
     x = batch_norm("stem_bn")(x)
-    x = layers.ReLU(name="stem_relu")(x)
-    features = x
-    if spec.stem == "imagenet":
+    relu = layers.ReLU(name="stem_relu")
+    x = relu(x)
+    features = FeatureMap(x, relu.name, stride)
+    if imagenet:
         # PyTorch pads the max-pool with -inf; zeros are the same here (the input is a ReLU
         # output), and Keras's pooling has no symmetric padding, hence the separate layer.
         x = layers.ZeroPadding2D(1, name="pool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
-    return x, features
+        stride *= 2
+    return x, stride, features

@@ -22,7 +22,9 @@ from keras_resnet.errors import DivergedError, RunFolderError
 from keras_resnet.trainer import io, reports
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import train, warn_about_schedule
-from keras_resnet.trainer.run_folder import ResumeState, RunFolder
+from keras_resnet.trainer.resume import resume_state, start
+from keras_resnet.trainer.run_folder import RunFolder
+from keras_resnet.trainer.state import ResumeState
 
 models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 models.register("tiny_wide_resnet6", block="basic", depths=(1, 1), widths=(16, 32))
@@ -647,12 +649,12 @@ def test_a_run_killed_while_saving_epoch_1_starts_again_but_a_lost_state_is_refu
     config = tiny_config(tmp_path)
     run = RunFolder(config.run_dir)
     config.run_dir.mkdir()
-    run.start(config)
+    start(run, config)
     (config.run_dir / "checkpoints").mkdir()
     for name in ("best.keras", "checkpoints/epoch-0001.keras"):  # written before state.json
         (config.run_dir / name).write_bytes(b"epoch 1")
-    assert run.resume_state(config, overwrite=False) is None  # the same command starts again
+    assert resume_state(run, config, overwrite=False) is None  # the same command starts again
     (config.run_dir / "history.csv").write_text("written after state.json")
     with pytest.raises(RunFolderError, match=r"whose state.json is missing \(history.csv\)"):
-        run.resume_state(config, overwrite=False)
-    assert run.resume_state(config, overwrite=True) is None
+        resume_state(run, config, overwrite=False)
+    assert resume_state(run, config, overwrite=True) is None

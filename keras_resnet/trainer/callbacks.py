@@ -1,5 +1,5 @@
 """The trainer's callbacks: per-epoch data order, validation, the epoch's summed loss, the notes'
-log, checkpoints."""
+log, checkpoints (never of diverged weights)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import math
 import threading
 
 import keras
+import numpy as np
 
 from keras_resnet.callbacks import ResumableReduceLROnPlateau, TorchReduceLROnPlateau
+from keras_resnet.errors import DivergedError
 from keras_resnet.trainer.data import CifarBatches, Split
 from keras_resnet.trainer.evaluation import cross_entropy, predict_logits
-from keras_resnet.trainer.run_folder import HISTORY_COLUMNS, ResumeState, RunFolder
+from keras_resnet.trainer.run_folder import HISTORY_COLUMNS, RunFolder
+from keras_resnet.trainer.state import ResumeState, kept
 
 
 def current_lr(model: keras.Model) -> float:
@@ -164,12 +167,28 @@ class NoteLog(keras.callbacks.Callback):
         print(f"Total loss: {logs['loss_sum']:.6f}", flush=True)
 
 
+def check_finite(model: keras.Model, epoch: int, run: RunFolder) -> None:
+    """Refuse to save a model whose weights (or optimizer state) hold a NaN or infinity: the
+    loss can stay finite while they diverge, and such a file is no result. The error says what
+    ``run`` keeps of earlier epochs."""
+    variables = [*model.weights, *(model.optimizer.variables if model.optimizer else [])]
+    for variable in variables:
+        values = np.asarray(keras.ops.convert_to_numpy(variable))
+        if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
+            raise DivergedError(
+                f"The weights became NaN or infinite in epoch {epoch} ({variable.path}); "
+                f"nothing of that epoch is saved. {kept(run)} Try a lower --lr with "
+                "--overwrite or another --output-dir."
+            )
+
+
 class Checkpoint(keras.callbacks.Callback):
     """Persist everything a restart needs at the end of every epoch (``RunFolder.save_epoch``).
 
     ``best.keras`` follows ``monitor`` (the validation accuracy; None: no ``best.keras``) and
-    is never written from a non-finite loss. Run it after the learning-rate callback so that
-    its cut is part of the saved state.
+    is never written from a non-finite loss, nor any file from non-finite weights (the run
+    ends in a ``DivergedError``). Run it after the learning-rate callback so that its cut is
+    part of the saved state.
     """
 
     def __init__(
@@ -195,6 +214,7 @@ class Checkpoint(keras.callbacks.Callback):
         if not all(math.isfinite(v) for v in row.values()):
             print(f"Epoch {epoch + 1} ended with a non-finite loss: its weights are not saved.")
             return
+        check_finite(self.model, epoch + 1, self.run)
         state = self.state
         state.history.append(row)
         score = row.get(self.monitor) if self.monitor else None

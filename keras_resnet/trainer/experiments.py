@@ -17,7 +17,9 @@ from keras_resnet.models import get_spec, layer_depth
 from keras_resnet.trainer import io, reports
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import train
+from keras_resnet.trainer.resume import is_finished
 from keras_resnet.trainer.run_folder import RunFolder
+from keras_resnet.trainer.state import read_state
 
 # The two kinds of net of the degradation study, and their registry prefixes.
 KINDS = (("plain", "plain"), ("residual", "resnet"))
@@ -35,7 +37,7 @@ def train_all(
     for index, name in enumerate(models, start=1):
         config = TrainConfig(recipe=recipe, model=name, output_dir=str(output_dir / name), **flags)
         run = RunFolder(config.run_dir)
-        if run.is_finished(config.epochs):
+        if is_finished(run, config.epochs):
             print(f"[{index}/{len(models)}] {name}: finished earlier, reused")
         else:
             print(f"[{index}/{len(models)}] {name}: training")
@@ -58,7 +60,7 @@ def degradation(
 
     curves, rows = {}, []
     for depth, kind, name in pairs:
-        history = runs[name].history()
+        history = read_state(runs[name]).history
         curves.setdefault(kind, []).append((name, history))
         test_accuracy = runs[name].test_accuracy()
         rows.append(

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -26,7 +27,7 @@ from keras_resnet.losses import SmoothedSparseCrossentropy
 from keras_resnet.models import build, downsampling, get_spec
 from keras_resnet.optimizers import TorchSGD
 from keras_resnet.schedules import EpochCosine, Triangular
-from keras_resnet.trainer import compile_cache, distributed, finetune, tensorboard
+from keras_resnet.trainer import compile_cache, distributed, finetune, resume, tensorboard
 from keras_resnet.trainer import data as cifar
 from keras_resnet.trainer.callbacks import (
     Checkpoint,
@@ -34,11 +35,13 @@ from keras_resnet.trainer.callbacks import (
     NoteLog,
     SetEpoch,
     Validate,
+    check_finite,
     current_lr,
 )
 from keras_resnet.trainer.config import DATA_NORMALIZATION, NORMALIZATIONS, TrainConfig
 from keras_resnet.trainer.evaluation import evaluate
-from keras_resnet.trainer.run_folder import CONFIG, ResumeState, RunFolder
+from keras_resnet.trainer.run_folder import CONFIG, RunFolder
+from keras_resnet.trainer.state import ResumeState, kept
 
 
 def load_data(config: TrainConfig) -> cifar.Dataset:
@@ -261,14 +264,60 @@ def interrupted(run: RunFolder) -> str:
     """What a stopped run says: what is saved, read from the disk, and how to go on."""
     if not (run.path / CONFIG).is_file():
         return f"\nInterrupted before the run began: nothing of it is saved in {run}."
-    return f"\nInterrupted. {run.kept()} Resume with: python train.py --resume {run}"
+    return f"\nInterrupted. {kept(run)} Resume with: python train.py --resume {run}"
 
 
-def _train(config, data, run, overwrite, topology, callbacks, verbose, build) -> Path:
-    state = run.resume_state(config, overwrite)
-
+def _train(
+    config: TrainConfig,
+    data: cifar.Dataset,
+    run: RunFolder,
+    overwrite: bool,
+    topology: distributed.Topology,
+    callbacks: Sequence[keras.callbacks.Callback],
+    verbose: int | str,
+    build: ModelBuilder | None,
+) -> Path:
+    """The run under its lock: start or resume it, fit, then test and write the results."""
+    state = resume.resume_state(run, config, overwrite)
     shard = (topology.process_id, topology.num_processes)
-    train_batches = cifar.CifarBatches(
+    batches = _training_batches(config, data, topology, shard)
+    warn_about_schedule(config, len(batches))
+    model = (build or build_model)(config, len(batches), data)
+    model, state = _start_or_resume(config, run, model, state)
+    scored = _scored_split(data)
+    stop_on_nan = StopOnNaN()
+    fit_callbacks = _fit_callbacks(
+        config, data, run, state, batches, scored, topology, shard, stop_on_nan, callbacks
+    )
+    _fit(model, batches, config, state, fit_callbacks, verbose)
+    _raise_if_diverged(stop_on_nan, run)
+    metrics = _test(model, config, data, state, scored, topology, shard)
+    _save_results(run, model, state, metrics, data, scored.name)
+    _print_summary(run, state, metrics, data)
+    return run.path
+
+
+class ScoredSplit(NamedTuple):
+    """What each epoch is scored on, its name in the curves, and the log key that picks
+    ``best.keras`` and cuts a plateau rate (None: nothing does)."""
+
+    split: cifar.Split
+    name: str
+    monitor: str | None
+
+
+def _scored_split(data: cifar.Dataset) -> ScoredSplit:
+    """The validation split; without one the test set, for the history and the curves only:
+    nothing reads its numbers to cut a rate or keep a model."""
+    if data.validation is not None:
+        return ScoredSplit(data.validation, "validation", "val_accuracy")
+    return ScoredSplit(data.test, "test", None)
+
+
+def _training_batches(
+    config: TrainConfig, data: cifar.Dataset, topology: distributed.Topology, shard: tuple[int, int]
+) -> cifar.CifarBatches:
+    return cifar.CifarBatches(
         data.train,
         config.batch_size,
         train=True,
@@ -276,33 +325,33 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose, build) ->
         devices=topology.devices,
         shard=shard,
     )
-    warn_about_schedule(config, len(train_batches))
-    model = (build or build_model)(config, len(train_batches), data)
+
+
+def _start_or_resume(
+    config: TrainConfig, run: RunFolder, model: keras.Model, state: ResumeState | None
+) -> tuple[keras.Model, ResumeState]:
+    """A fresh run starts from ``model`` (with ``--init-from``'s weights) in a folder cleared of
+    any earlier run; a resumed one from its checkpoint, at the learning rate it had reached."""
     if state is None:
-        if config.init_from:  # before run.start: a refused file leaves the folder as it was
+        if config.init_from:  # before resume.start: a refused file leaves the folder as it was
             report = finetune.initialise(model, config.init_from)
             if run.write:
                 print(report)
-        state = ResumeState()
-        run.start(config)
-    else:
-        model = run.load_checkpoint(state, expected=model)
-        if config.schedule in ("plateau", "torch_plateau"):
-            model.optimizer.learning_rate.assign(state.learning_rate)
-        print(f"Resuming {run} after epoch {state.epochs_done}.")
+        resume.start(run, config)
+        return model, ResumeState()
+    model = resume.load_checkpoint(run, state, expected=model)
+    if config.schedule in ("plateau", "torch_plateau"):
+        model.optimizer.learning_rate.assign(state.learning_rate)
+    print(f"Resuming {run} after epoch {state.epochs_done}.")
+    return model, state
 
-    # Without a validation split the test set is evaluated each epoch for the history and the
-    # curves only: nothing reads its numbers to cut a rate or keep a model.
-    eval_split, eval_name = (
-        (data.validation, "validation") if data.validation is not None else (data.test, "test")
-    )
-    monitor = "val_accuracy" if data.validation is not None else None
-    loss_sum = EpochLossSum(
-        config.batch_size, min(len(data.train), len(train_batches) * config.batch_size)
-    )
-    plateau = None
+
+def _plateau(
+    config: TrainConfig, state: ResumeState
+) -> ResumableReduceLROnPlateau | TorchReduceLROnPlateau | None:
+    """The plateau schedule's callback, with the counters the run had saved."""
     if config.schedule == "torch_plateau":
-        plateau = TorchReduceLROnPlateau(
+        return TorchReduceLROnPlateau(
             monitor="loss_sum",
             factor=config.lr_factor,
             patience=config.lr_patience,
@@ -311,8 +360,8 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose, build) ->
             verbose=True,
             state=state.plateau,
         )
-    elif config.schedule == "plateau":
-        plateau = ResumableReduceLROnPlateau(
+    if config.schedule == "plateau":
+        return ResumableReduceLROnPlateau(
             state=state.plateau,
             monitor="val_accuracy",
             mode="max",
@@ -321,48 +370,93 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose, build) ->
             min_lr=config.min_lr,
             verbose=1,
         )
+    return None
 
-    stop_on_nan = StopOnNaN()
+
+def _fit_callbacks(
+    config: TrainConfig,
+    data: cifar.Dataset,
+    run: RunFolder,
+    state: ResumeState,
+    batches: cifar.CifarBatches,
+    scored: ScoredSplit,
+    topology: distributed.Topology,
+    shard: tuple[int, int],
+    stop_on_nan: StopOnNaN,
+    extra: Sequence[keras.callbacks.Callback],
+) -> list[keras.callbacks.Callback]:
+    """The callbacks in the order they must run: each reads what the ones before it logged,
+    and ``extra`` (StopOnSignal last) comes after the checkpoint, so that a finished epoch is
+    saved before it stops."""
+    loss_sum = EpochLossSum(
+        config.batch_size, min(len(data.train), len(batches) * config.batch_size)
+    )
+    plateau = _plateau(config, state)
     log_tensorboard = config.tensorboard and run.write
-    fit_callbacks = [
-        SetEpoch(train_batches),
+    return [
+        SetEpoch(batches),
         stop_on_nan,
-        Validate(eval_split, topology.devices, config.flip_tta, shard),
+        Validate(scored.split, topology.devices, config.flip_tta, shard),
         loss_sum,
         *([NoteLog(loss_sum)] if config.log_format == "note" else []),
-        *(tensorboard.callbacks(run.tensorboard_dir, train_batches) if log_tensorboard else []),
+        *(tensorboard.callbacks(run.tensorboard_dir, batches) if log_tensorboard else []),
         *([plateau] if plateau else []),
-        Checkpoint(run, plateau, monitor, state),
-        *callbacks,  # StopOnSignal last: a finished epoch is saved before it stops
+        Checkpoint(run, plateau, scored.monitor, state),
+        *extra,
     ]
+
+
+def _fit(
+    model: keras.Model,
+    batches: cifar.CifarBatches,
+    config: TrainConfig,
+    state: ResumeState,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int | str,
+) -> None:
+    """``model.fit`` from the first unfinished epoch; its time is added to the run's."""
     started = time.time()
     model.fit(
-        train_batches,
+        batches,
         epochs=config.epochs,
         initial_epoch=state.epochs_done,
         shuffle=False,  # CifarBatches shuffles from (seed, epoch); Keras's would not resume
-        callbacks=fit_callbacks,
+        callbacks=callbacks,
         verbose=0 if config.log_format == "note" else verbose,  # no "Epoch 1/50"
     )
     state.seconds += time.time() - started
+
+
+def _raise_if_diverged(stop_on_nan: StopOnNaN, run: RunFolder) -> None:
     if stop_on_nan.stopped_at:
         epoch, batch = stop_on_nan.stopped_at
         raise DivergedError(
             f"The loss became NaN or infinite at epoch {epoch}, batch {batch}; training stopped. "
-            f"{run.kept()} Try a lower --lr with --overwrite or another --output-dir."
+            f"{kept(run)} Try a lower --lr with --overwrite or another --output-dir."
         )
+
+
+def _test(
+    model: keras.Model,
+    config: TrainConfig,
+    data: cifar.Dataset,
+    state: ResumeState,
+    scored: ScoredSplit,
+    topology: distributed.Topology,
+    shard: tuple[int, int],
+) -> dict:
+    """The test set's scores and what the run was, as ``metrics.json`` holds them."""
     metrics = evaluate(
         model, data.test, data.class_names, 1000, config.flip_tta, topology.devices, shard
     )
-    run.save_model(model, state.epochs_done)
-    metrics = {
+    return {
         "model": config.model,
         **metrics,
         "epochs": state.epochs_done,
         "seconds": round(state.seconds, 1),
         **(
             {"best_epoch": state.best_epoch, "best_validation_accuracy": state.best}
-            if monitor
+            if scored.monitor
             else {}
         ),
         "final_learning_rate": current_lr(model),
@@ -371,14 +465,30 @@ def _train(config, data, run, overwrite, topology, callbacks, verbose, build) ->
         "dataset": data.name,
         "class_names": list(data.class_names),
     }
+
+
+def _save_results(
+    run: RunFolder,
+    model: keras.Model,
+    state: ResumeState,
+    metrics: dict,
+    data: cifar.Dataset,
+    eval_name: str,
+) -> None:
+    """The final model (never diverged weights), the metrics and figures; the run is then
+    marked finished."""
+    check_finite(model, state.epochs_done, run)
+    run.save_model(model)
     run.finish(state, metrics, data.class_names, eval_name)
+
+
+def _print_summary(run: RunFolder, state: ResumeState, metrics: dict, data: cifar.Dataset) -> None:
     if run.write:
         print_test_report(metrics, len(data.test))
         print(
             f"Test accuracy {100 * metrics['test_accuracy']:.2f}% after {state.epochs_done} "
             f"epochs ({metrics['seconds']:.0f} s). Results in {run}"
         )
-    return run.path
 
 
 def print_test_report(metrics: dict, images: int) -> None:

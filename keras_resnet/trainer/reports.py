@@ -10,10 +10,14 @@ import itertools
 import math
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_resnet.trainer import io
+
+if TYPE_CHECKING:
+    from keras_resnet.trainer.run_folder import RunFolder
 
 TRAIN_COLOR = "tab:blue"
 EVAL_COLOR = "tab:orange"
@@ -35,6 +39,27 @@ def _series(history: list[dict], key: str, scale: float = 1.0) -> tuple[list, li
 
 
 SYNTHETIC_NOTE = " (generated data, not CIFAR-10)"
+
+
+def plot_run(
+    run: RunFolder,
+    history: list[dict],
+    metrics: dict,
+    class_names: Sequence[str],
+    eval_name: str,
+) -> None:
+    """A finished run's figures, the curves and the confusion matrix, in its folder; a failed
+    write names the file (``RunFolder.writing``)."""
+    synthetic = metrics.get("data") == "synthetic"
+    with run.writing(run.curves_path):
+        plot_curves(history, run.curves_path, eval_name, synthetic)
+    with run.writing(run.confusion_path):
+        plot_confusion_matrix(
+            np.asarray(metrics["confusion_matrix"]),
+            class_names,
+            run.confusion_path,
+            synthetic=synthetic,
+        )
 
 
 def plot_curves(
