@@ -13,6 +13,7 @@ import keras
 from keras import layers, ops
 from keras.src.saving import serialization_lib
 
+from keras_resnet.checks import is_int
 from keras_resnet.registry import (
     BLOCK_KINDS,
     HE_NORMAL_FAN_OUT_INITIALIZER,
@@ -138,11 +139,11 @@ class ResidualBlock(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
+        if not is_int(filters) or filters < 1:
             raise ValueError(
                 f"{type(self).__name__}: filters must be a positive int, got {filters!r}"
             )
-        if not isinstance(strides, int) or isinstance(strides, bool) or strides not in (1, 2):
+        if not is_int(strides) or strides not in (1, 2):
             raise ValueError(f"{type(self).__name__}: strides must be 1 or 2, got {strides!r}")
         if not isinstance(shortcut, str) or shortcut not in SHORTCUTS:
             raise ValueError(

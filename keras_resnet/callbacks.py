@@ -9,7 +9,6 @@ and waits for all of them before ``on_epoch_end``.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import signal
 import sys
@@ -18,6 +17,8 @@ import warnings
 from collections.abc import Callable
 
 import keras
+
+from keras_resnet.checks import is_int, is_number
 
 
 class Interrupted(KeyboardInterrupt):
@@ -171,15 +172,14 @@ THRESHOLD_MODES = ("rel", "abs")
 
 
 def _number(name: str, value, below: float = math.inf) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (ok and 0 <= value < below and math.isfinite(value)):
+    if not (is_number(value) and 0 <= value < below):
         bound = f"< {below}" if below < math.inf else "finite"
         raise ValueError(f"{name} must be a number >= 0 and {bound}, got {value!r}")
     return float(value)
 
 
 def _count(name: str, value) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+    if not is_int(value) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
     return int(value)
 

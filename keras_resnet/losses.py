@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 from keras import ops
+
+from keras_resnet.checks import is_number
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -26,11 +26,7 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
         reduction: str | None = "sum_over_batch_size",
     ):
         super().__init__(name=name, reduction=reduction, dtype="float32")
-        if (
-            isinstance(label_smoothing, bool)
-            or not isinstance(label_smoothing, numbers.Real)
-            or not 0 <= label_smoothing < 1
-        ):
+        if not is_number(label_smoothing) or not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         if not isinstance(from_logits, bool):
             raise ValueError(f"from_logits must be True or False, got {from_logits!r}")

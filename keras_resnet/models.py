@@ -9,8 +9,6 @@ feature map instead, for detection and segmentation heads, as ``timm`` does.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -20,6 +18,7 @@ from keras import layers
 
 from keras_resnet import pretrained
 from keras_resnet.blocks import BLOCKS, batch_norm, conv2d, torch_bias_initializer
+from keras_resnet.checks import is_int, is_number
 from keras_resnet.registry import (
     INITIALIZATIONS,
     STEM_KERNELS,
@@ -121,9 +120,7 @@ def _check_features(
     if not (
         isinstance(out_indices, (list, tuple))
         and out_indices
-        and all(
-            isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= last for i in out_indices
-        )
+        and all(is_int(i) and 0 <= i <= last for i in out_indices)
         and list(out_indices) == sorted(set(out_indices))
     ):
         raise ValueError(
@@ -138,9 +135,7 @@ def _check_input_shape(name: str, spec: ModelSpec, input_shape) -> tuple:
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
     height, width, channels = input_shape
     for value in input_shape:
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
+        if value is not None and (not is_int(value) or value < 1):
             raise ValueError(
                 f"input_shape entries must be positive ints or None, got {input_shape!r}"
             )
@@ -349,7 +344,7 @@ def _check_class_names(class_names, num_classes: int, include_top: bool) -> None
 
 
 def _check_num_classes(num_classes) -> None:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
 
 
@@ -379,7 +374,7 @@ def _check_normalization(value, channels: int) -> tuple[tuple[float, ...], tuple
             mean is not None
             and std is not None
             and len(mean) == len(std) == channels
-            and all(_is_finite_number(v) for v in (*mean, *std))
+            and all(is_number(v) for v in (*mean, *std))
             and all(s > 0 for s in std)
         ):
             return tuple(map(float, mean)), tuple(map(float, std))
@@ -400,10 +395,6 @@ def _items(value) -> list | None:
         return list(value)
     except TypeError:  # a 0-d array
         return None
-
-
-def _is_finite_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _stem(

@@ -10,6 +10,8 @@ import dataclasses
 import difflib
 import itertools
 
+from keras_resnet.checks import is_int
+
 
 @dataclasses.dataclass(frozen=True)
 class BlockKind:
@@ -191,7 +193,7 @@ def _is_int_sequence(values) -> bool:
     return (
         isinstance(values, (list, tuple))
         and len(values) > 0
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+        and all(is_int(v) and v > 0 for v in values)
     )
 
 

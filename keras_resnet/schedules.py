@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
+from keras_resnet.checks import is_int, is_number
+
 
 def _check_rate(name: str, value, positive: bool = False) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
-        or (positive and value == 0)
-    ):
+    if not is_number(value) or value < 0 or (positive and value == 0):
         kind = "positive" if positive else "non-negative"
         raise ValueError(f"{name} must be a {kind} finite number, got {value!r}")
     return float(value)
@@ -46,17 +41,9 @@ class Triangular(keras.optimizers.schedules.LearningRateSchedule):
         final_lr: float = 0.0,
         start_lr: float = 0.0,
     ):
-        if (
-            isinstance(total_steps, bool)
-            or not isinstance(total_steps, numbers.Integral)
-            or total_steps < 1
-        ):
+        if not is_int(total_steps) or total_steps < 1:
             raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        if (
-            isinstance(warmup_steps, bool)
-            or not isinstance(warmup_steps, numbers.Integral)
-            or not 0 <= warmup_steps <= total_steps
-        ):
+        if not is_int(warmup_steps) or not 0 <= warmup_steps <= total_steps:
             raise ValueError(
                 f"warmup_steps must be an integer from 0 to total_steps ({total_steps}), "
                 f"got {warmup_steps!r}"
@@ -101,7 +88,7 @@ class EpochCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, initial_lr: float, steps_per_epoch: int, epochs: int, min_lr: float = 0.0):
         for name, value in (("steps_per_epoch", steps_per_epoch), ("epochs", epochs)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.initial_lr = _check_rate("initial_lr", initial_lr, positive=True)
         self.min_lr = _check_rate("min_lr", min_lr)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable
 from pathlib import Path
 
 from keras_resnet.callbacks import ResumableReduceLROnPlateau, TorchReduceLROnPlateau
+from keras_resnet.checks import is_int, is_number
 from keras_resnet.errors import RunFolderError
 from keras_resnet.trainer.run_folder import (
     CHECKPOINT,
@@ -28,24 +28,12 @@ PLATEAU_STATES = {
 }
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_finite(value) -> bool:
-    return _is_number(value) and math.isfinite(value)
-
-
 def _is_history_row(row) -> bool:
     return (
         isinstance(row, dict)
-        and _is_int(row.get("epoch"))
+        and is_int(row.get("epoch"))
         and set(row) <= set(HISTORY_COLUMNS)
-        and all(_is_finite(value) for value in row.values())
+        and all(is_number(value) for value in row.values())
     )
 
 
@@ -55,22 +43,22 @@ def _is_plateau_state(value) -> bool:
     return (
         isinstance(value, dict)
         and any(set(value) == set(keys) for keys in PLATEAU_STATES.values())
-        and _is_number(value["best"])
+        and is_number(value["best"])
         and not math.isnan(value["best"])
-        and all(_is_int(v) and v >= 0 for k, v in value.items() if k != "best")
+        and all(is_int(v) and v >= 0 for k, v in value.items() if k != "best")
     )
 
 
 # What each field of state.json must hold; ``to_json`` writes every one.
 STATE_SCHEMA: dict[str, tuple[str, Callable[[object], bool]]] = {
-    "epochs_done": ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
+    "epochs_done": ("a whole number >= 0", lambda v: is_int(v) and v >= 0),
     "checkpoint": (
         f"a file {CHECKPOINTS}/epoch-NNNN.keras",
         lambda v: isinstance(v, str) and CHECKPOINT.fullmatch(v) is not None,
     ),
     "learning_rate": (
         "a positive number or null",
-        lambda v: v is None or (_is_finite(v) and v > 0),
+        lambda v: v is None or (is_number(v) and v > 0),
     ),
     "plateau": (
         "null or the counters of a plateau rule",
@@ -80,9 +68,9 @@ STATE_SCHEMA: dict[str, tuple[str, Callable[[object], bool]]] = {
         "a list of epoch rows",
         lambda v: isinstance(v, list) and all(_is_history_row(row) for row in v),
     ),
-    "best": ("a number or null", lambda v: v is None or _is_finite(v)),
-    "best_epoch": ("a whole number or null", lambda v: v is None or (_is_int(v) and v >= 1)),
-    "seconds": ("a number >= 0", lambda v: _is_finite(v) and v >= 0),
+    "best": ("a number or null", lambda v: v is None or is_number(v)),
+    "best_epoch": ("a whole number or null", lambda v: v is None or (is_int(v) and v >= 1)),
+    "seconds": ("a number >= 0", lambda v: is_number(v) and v >= 0),
     "finished": ("true or false", lambda v: isinstance(v, bool)),
 }
 
