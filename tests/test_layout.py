@@ -10,7 +10,12 @@ from keras_resnet import cli
 from keras_resnet.trainer import run_folder
 
 PACKAGE = Path(__file__).resolve().parent.parent / "keras_resnet"
-APPLICATION = ("keras_resnet.trainer", "keras_resnet.cli", "keras_resnet.__main__")
+APPLICATION = (
+    "keras_resnet.trainer",
+    "keras_resnet.cli",
+    "keras_resnet.commands",
+    "keras_resnet.__main__",
+)
 
 
 def _modules(folder: Path) -> list[Path]:
@@ -34,7 +39,7 @@ def _library_modules() -> list[Path]:
         path
         for path in _modules(PACKAGE)
         if "trainer" not in path.relative_to(PACKAGE).parts
-        and path.name not in ("cli.py", "__main__.py")
+        and path.name not in ("cli.py", "commands.py", "__main__.py")
     ]
 
 
