@@ -29,9 +29,10 @@ def is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def is_number(value) -> bool:
-    """A finite real number, and not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+def is_number(value, *, finite: bool = True) -> bool:
+    """A real number, and not a bool; ``finite`` refuses infinities and NaN."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return real and (not finite or math.isfinite(value))
 
 
 def rule(test: Callable[[Any], bool], requirement: str, *, optional: bool = False) -> Check:

@@ -14,6 +14,7 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from helpers import TINY_MODEL, TINY_SPEC, Interrupt  # noqa: E402
 
 import keras_resnet  # noqa: E402, F401
 from keras_resnet import models  # noqa: E402
@@ -21,7 +22,7 @@ from keras_resnet.trainer import distributed, io  # noqa: E402
 from keras_resnet.trainer.config import TrainConfig  # noqa: E402
 from keras_resnet.trainer.fit import train  # noqa: E402
 
-models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
+models.register(TINY_MODEL, **TINY_SPEC)
 
 output_dir, devices, *cluster = sys.argv[1:]
 if cluster:
@@ -34,7 +35,7 @@ real_atomic_path = io.atomic_path
 io.atomic_path = lambda path: writes.append(str(path)) or real_atomic_path(path)
 
 config = TrainConfig(
-    model="tiny_resnet6", epochs=2, batch_size=64, synthetic=True, train_size=256,
+    model=TINY_MODEL, epochs=2, batch_size=64, synthetic=True, train_size=256,
     output_dir=output_dir,
 )  # fmt: skip
 
@@ -46,15 +47,8 @@ class KeepWeights(keras.callbacks.Callback):
         self.weights = [np.asarray(w.value.addressable_data(0)) for w in self.model.weights]
 
 
-class StopAfterFirstEpoch(keras.callbacks.Callback):
-    """Ctrl-C right after the first epoch's checkpoint, on every process alike."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        raise KeyboardInterrupt
-
-
 kept = KeepWeights()
-stop = [StopAfterFirstEpoch()] if os.environ.get("STOP_AFTER_FIRST_EPOCH") else []
+stop = [Interrupt(0)] if os.environ.get("STOP_AFTER_FIRST_EPOCH") else []
 try:
     train(config, topology=topology, callbacks=[kept, *stop], verbose=0)
 except KeyboardInterrupt:

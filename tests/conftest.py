@@ -20,9 +20,13 @@ os.environ["KERAS_RESNET_XLA_CACHE"] = str(Path(tempfile.gettempdir()) / "keras-
 
 import keras
 import pytest
+from helpers import TINY_MODEL, TINY_SPEC
 
 import keras_resnet  # noqa: F401  (registers the layers before any test loads a model)
+from keras_resnet import models
 from keras_resnet.trainer import compile_cache
+
+models.register(TINY_MODEL, **TINY_SPEC)
 
 compile_cache.enable()
 

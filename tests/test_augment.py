@@ -39,9 +39,7 @@ def test_inference_passes_images_through_and_does_not_count():
     layer = RandomCropFlip(cutout=12, seed=1)
     images = nonzero_images(8)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(images)), images)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(layer(images, training=False)), images
-    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
     assert int(layer.step.value) == 0
 
 

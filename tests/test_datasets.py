@@ -20,7 +20,6 @@ from keras_resnet.trainer.fit import build_model, train
 from keras_resnet.trainer.images import ImageError
 
 tfds = pytest.importorskip("tensorflow_datasets")
-models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 
 COLOURS = ("blue", "green", "red")
 

@@ -140,7 +140,10 @@ def test_the_block_runs(block: Block, page_folders, reader_env):
     folder = page_folders[block.page]
     if block.language == "python":
         result = run_python(
-            block.code, env_updates=reader_env, remove=("KERAS_BACKEND",), cwd=folder,
+            block.code,
+            env_updates=reader_env,
+            remove=("KERAS_BACKEND",),
+            cwd=folder,
             timeout=TIMEOUT_S,
         )
         assert result.returncode == 0, f"{block.name} failed:\n{result.stdout}\n{result.stderr}"

@@ -16,8 +16,6 @@ from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.finetune import HEAD, freeze_backbone, initialise
 from keras_resnet.trainer.fit import build_model, train
 
-models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
-
 
 def config(tmp_path, **settings) -> TrainConfig:
     quick = {"model": "tiny_resnet6", "epochs": 1, "batch_size": 64, "train_size": 128}

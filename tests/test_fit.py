@@ -9,8 +9,6 @@ from keras_resnet import models
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import process_settings, train
 
-models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
-
 
 def test_process_settings_are_restored_after_the_run():
     keras.mixed_precision.set_global_policy("float16")

@@ -7,15 +7,14 @@ import re
 import keras
 import numpy as np
 import pytest
+from helpers import Interrupt
 
-from keras_resnet import cli, models
+from keras_resnet import cli
 from keras_resnet.errors import ConfigError
 from keras_resnet.models import get_spec
 from keras_resnet.trainer.config import NORMALIZATIONS, RECIPES, TrainConfig, resolve
 from keras_resnet.trainer.data import CifarBatches, Split
 from keras_resnet.trainer.fit import build_model, learning_rate, train
-
-models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 
 
 def test_note_recipe_is_the_notes_run():
@@ -204,10 +203,6 @@ def test_cli_records_the_resolved_recipe_in_config_json(tmp_path, monkeypatch):
 
 
 def test_a_step_schedule_run_resumes_to_the_same_weights(tmp_path):
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise KeyboardInterrupt
-
     def config(folder):
         return resolve(
             "paper",

@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import Interrupt, run_cli
 
 from keras_resnet import cli, models
 from keras_resnet.errors import DivergedError, RunFolderError
@@ -26,7 +26,6 @@ from keras_resnet.trainer.resume import resume_state, start
 from keras_resnet.trainer.run_folder import RunFolder
 from keras_resnet.trainer.state import ResumeState
 
-models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 models.register("tiny_wide_resnet6", block="basic", depths=(1, 1), widths=(16, 32))
 
 
@@ -43,25 +42,6 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
-class InterruptAt(keras.callbacks.Callback):
-    """Ctrl-C after the given epoch's checkpoint, or (``batch``) inside it."""
-
-    def __init__(self, epoch: int, batch: int | None = None):
-        super().__init__()
-        self.epoch, self.batch = epoch, batch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current == self.epoch and batch == self.batch:
-            raise KeyboardInterrupt
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch and self.batch is None:
-            raise KeyboardInterrupt
-
-
 def state_of(run_dir) -> dict:
     return json.loads((run_dir / "state.json").read_text())
 
@@ -75,7 +55,7 @@ def one_epoch(tmp_path_factory):
     """A 2-epoch run stopped after its first epoch; tests copy it."""
     config = tiny_config(tmp_path_factory.mktemp("one_epoch"))
     with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[InterruptAt(0)], verbose=0)
+        train(config, callbacks=[Interrupt(0)], verbose=0)
     keras.utils.clear_session(free_memory=False)
     return config.run_dir
 
@@ -378,7 +358,7 @@ def test_a_warm_up_or_milestone_beyond_the_run_is_warned_about_naming_the_number
 def test_an_interrupted_overwrite_run_continues_when_the_same_command_runs_again(stopped, capsys):
     new = tiny_config(stopped.run_dir.parent, lr=0.05)
     with pytest.raises(KeyboardInterrupt):
-        train(new, overwrite=True, callbacks=[InterruptAt(0)], verbose=0)
+        train(new, overwrite=True, callbacks=[Interrupt(0)], verbose=0)
     assert f"Replacing the run in {new.run_dir}." in capsys.readouterr().out
     assert state_of(new.run_dir)["epochs_done"] == 1
     train(new, overwrite=True, verbose=0)  # the same command again
@@ -390,7 +370,7 @@ def test_an_interrupted_overwrite_run_continues_when_the_same_command_runs_again
 def test_an_overwrite_killed_in_its_first_epoch_leaves_nothing_of_the_old_run(stopped, capsys):
     new = tiny_config(stopped.run_dir.parent, lr=0.05)
     with pytest.raises(KeyboardInterrupt):
-        train(new, overwrite=True, callbacks=[InterruptAt(0, batch=0)], verbose=0)
+        train(new, overwrite=True, callbacks=[Interrupt(0, batch=0, after_batch=True)], verbose=0)
     assert sorted(p.name for p in stopped.run_dir.iterdir()) == ["config.json"]
     capsys.readouterr()
     train(new, verbose=0)  # the same settings, without --overwrite

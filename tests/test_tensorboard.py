@@ -9,13 +9,11 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from keras_resnet import cli, models
+from keras_resnet import cli
 from keras_resnet.errors import ConfigError
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import load_data
 from keras_resnet.trainer.run_folder import RunFolder
-
-models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 
 
 def _events(folder) -> event_accumulator.EventAccumulator:

@@ -9,17 +9,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import Interrupt
 
-from keras_resnet import cli, models
+from keras_resnet import cli
 from keras_resnet.callbacks import ResumableReduceLROnPlateau
 from keras_resnet.errors import ConfigError, DivergedError, ModelFileError
 from keras_resnet.errors import RunFolderError as RunError
 from keras_resnet.trainer.callbacks import EpochLossSum, NoteLog
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import train
-
-# A two-stage net small enough to train in seconds; the recipe is the same as for resnet18.
-models.register("tiny_resnet6", block="basic", depths=(1, 1), widths=(8, 16))
 
 RUN_FILES = (
     "model.keras",
@@ -44,18 +42,6 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
-class InterruptAfterEpoch(keras.callbacks.Callback):
-    """Simulates Ctrl-C right after an epoch's checkpoint is written."""
-
-    def __init__(self, epoch: int):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> dict[int, Path]:
     """Finished one-epoch ``tiny_config`` runs, by validation size (0 and 128); tests copy them."""
@@ -72,7 +58,7 @@ def stopped(tmp_path_factory) -> Path:
     """A two-epoch ``tiny_config`` run stopped by Ctrl-C after its first epoch; tests copy it."""
     config = tiny_config(tmp_path_factory.mktemp("stopped"), epochs=2)
     with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[InterruptAfterEpoch(0)], verbose=0)
+        train(config, callbacks=[Interrupt(0)], verbose=0)
     keras.utils.clear_session(free_memory=False)
     return config.run_dir
 
@@ -327,22 +313,12 @@ def test_note_log_prints_the_notes_lines_character_for_character(capsys):
     assert float(lines[3].split()[-1]) == pytest.approx(means.sum(), abs=2e-6)
 
 
-class InterruptAtBatch(keras.callbacks.Callback):
-    def __init__(self, batch: int):
-        super().__init__()
-        self.batch = batch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == self.batch:
-            raise KeyboardInterrupt
-
-
 def test_note_log_lines_come_in_order_and_none_after_an_interrupt(capsys):
     x = np.random.default_rng(1).normal(size=(400, 3)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
     model = dense_model(lr=0.1)
     loss_sum = EpochLossSum(4, 400)
-    callbacks = [loss_sum, NoteLog(loss_sum, every=1), InterruptAtBatch(60)]
+    callbacks = [loss_sum, NoteLog(loss_sum, every=1), Interrupt(batch=60)]
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=callbacks)
     print("Interrupted.")
@@ -376,7 +352,7 @@ def test_the_torch_plateau_cuts_on_pytorchs_epoch_and_its_count_survives_a_resum
     The run stops after epoch 2; only the restored stalled-epoch count makes epoch 3 cut."""
     config = tiny_config(tmp_path, epochs=3, lr_patience=1, lr_threshold=0.99)
     with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[InterruptAfterEpoch(1)], verbose=0)
+        train(config, callbacks=[Interrupt(1)], verbose=0)
     saved = json.loads((config.run_dir / "state.json").read_text())["plateau"]
     assert (saved["num_bad_epochs"], saved["last_epoch"]) == (1, 2)
     capsys.readouterr()

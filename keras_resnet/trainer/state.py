@@ -43,7 +43,7 @@ def _is_plateau_state(value) -> bool:
     return (
         isinstance(value, dict)
         and any(set(value) == set(keys) for keys in PLATEAU_STATES.values())
-        and is_number(value["best"])
+        and is_number(value["best"], finite=False)  # a rule's first best is infinite
         and not math.isnan(value["best"])
         and all(is_int(v) and v >= 0 for k, v in value.items() if k != "best")
     )
