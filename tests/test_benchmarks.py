@@ -15,6 +15,7 @@ import pytest
 import keras_resnet
 from benchmarks import host_overhead, throughput
 from benchmarks.common import ROOT
+from keras_resnet import torch_weights
 from keras_resnet.models import get_spec, parameter_count
 from keras_resnet.trainer.config import RECIPES
 
@@ -32,47 +33,12 @@ def test_torch_twin_has_the_keras_parameter_count(name):
 
 
 def weight_pairs(torch_model, keras_model) -> list:
-    """(Keras variable, twin tensor) for every weight, layer by layer in build order."""
-    blocks = list(torch_model.blocks)
-    stem = torch_model.stem
-    assignments = [(keras_model.get_layer("stem_conv").kernel, stem[0].weight)]
-    if len(stem) > 1:
-        assignments += bn_pairs(keras_model.get_layer("stem_bn"), stem[1])
-    keras_blocks = [layer for layer in keras_model.layers if layer.name.startswith("stage")]
-    assert len(keras_blocks) == len(blocks)
-    for keras_block, block in zip(keras_blocks, blocks, strict=True):
-        for index, (conv, bn) in enumerate(zip(block.convs, block.bns, strict=True), start=1):
-            assignments.append((getattr(keras_block, f"conv{index}").kernel, conv.weight))
-            assignments += bn_pairs(getattr(keras_block, f"bn{index}"), bn)
-        if block.projects:
-            assignments.append((keras_block.shortcut_conv.kernel, block.shortcut_conv.weight))
-            if block.shortcut_bn is not None:
-                assignments += bn_pairs(keras_block.shortcut_bn, block.shortcut_bn)
-    if isinstance(torch_model.final, torch.nn.Sequential):
-        assignments += bn_pairs(keras_model.get_layer("final_bn"), torch_model.final[0])
-    dense = keras_model.get_layer("predictions")
-    assignments += [
-        (dense.kernel, torch_model.classifier.weight.T),
-        (dense.bias, torch_model.classifier.bias),
-    ]
-    return assignments
-
-
-def copy_torch_weights(torch_model, keras_model) -> None:
-    for variable, tensor in weight_pairs(torch_model, keras_model):
-        value = tensor.detach().numpy()
-        if value.ndim == 4:  # OIHW -> HWIO
-            value = value.transpose(2, 3, 1, 0)
-        variable.assign(value)
-
-
-def bn_pairs(keras_bn, torch_bn):
-    return [
-        (keras_bn.gamma, torch_bn.weight),
-        (keras_bn.beta, torch_bn.bias),
-        (keras_bn.moving_mean, torch_bn.running_mean),
-        (keras_bn.moving_variance, torch_bn.running_var),
-    ]
+    """(Keras variable, twin tensor) for every weight, matched by the twin's torchvision name."""
+    targets = torch_weights._model_targets(keras_model, "end")
+    state = torch_model.state_dict()
+    keys = [key for key in state if not key.endswith("num_batches_tracked")]
+    assert {torch_weights.canonical_name(key) for key in keys} == set(targets)
+    return [(targets[torch_weights.canonical_name(key)].variable, state[key]) for key in keys]
 
 
 @pytest.mark.parametrize(
@@ -100,7 +66,7 @@ def test_torch_twin_gives_the_keras_logits(overrides):
                 module.running_var.uniform_(0.5, 1.5)
     torch_model.eval()
     keras_model = keras_resnet.build("resnet20", **overrides)
-    copy_torch_weights(torch_model, keras_model)
+    keras_resnet.load_torch_weights(keras_model, torch_model.state_dict(), option_a_padding="end")
     x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype("float32")
     with torch.no_grad():
         expected = torch_model(torch.from_numpy(x)).numpy()
