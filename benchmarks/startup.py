@@ -1,16 +1,9 @@
 """How quickly the command line answers, and what XLA's compilation cache saves a rerun.
 
-Run from the repository root (no TensorFlow, no data needed)::
-
-    python -m benchmarks.startup                                  # the commands' table
-    python -m benchmarks.startup --first-step resnet20 resnet34   # and the cache's table
-
-The first table times each command in a fresh process (median of ``--repeats``) beside bare
-Python and ``import jax`` measured in the same run, and lists the heavy modules it imported
-(read from ``python -X importtime`` in one more run). With ``--first-step`` the second table
-times ``train.py``'s path from process start to the end of the first training step
-(``--synthetic``, one batch) with the compilation cache off, cold (an empty folder) and warm
-(the folder a previous run filled): the rerun of a command after a crash is the warm case.
+Each command runs in a fresh process (median of ``--repeats``, interleaved) beside bare Python,
+with the heavy modules it imports (from ``python -X importtime``). ``--first-step MODEL ...``
+also times ``train.py``'s path to the end of its first step (``--synthetic``, one batch) with
+the compilation cache off, cold (an empty folder) and warm (the folder the cold run filled).
 """
 
 from __future__ import annotations
@@ -24,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, ROOT, positive_int, utc_now, write_report
+from benchmarks.common import RESULTS_DIR, ROOT, positive_int, publish, utc_now
 
 HEAVY = ("jax", "keras", "tensorflow")
 MISSING = "no-such-file"
@@ -197,21 +190,18 @@ def main(argv=None) -> int:
     if args.worker:
         first_step_worker(*args.worker)
         return 1  # the worker exits from its callback; reaching here means no step ran
-    load = os.getloadavg()[0]
-    print(f"# Start-up, {utc_now()}, {os.cpu_count()} CPUs, load average {load:.1f} at the start\n")
-    print(f"Commands of {args.root}, median of {args.repeats}\n")
+    header = (
+        f"start-up of the commands of {args.root}, median of {args.repeats}; {utc_now()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start"
+    )
     rows = measure_commands(COMMANDS, args.repeats, args.root)
-    print(commands_table(rows))
-    report = {"date": utc_now(), "cpus": os.cpu_count(), "load_average": load, "commands": rows}
+    notes, steps = [], None
     if args.first_step:
         steps = measure_first_steps(args.first_step, args.first_step_repeats)
-        print(
-            f"\nStart to the end of the first training step (median of {args.first_step_repeats})\n"
-        )
-        print(first_steps_table(steps))
-        report["first_step"] = steps
-    report["load_average_after"] = os.getloadavg()[0]
-    write_report(Path(args.json) if args.json else RESULTS_DIR / "startup.json", report)
+        notes = [f"start to the end of the first training step (median of "
+                 f"{args.first_step_repeats})\n", first_steps_table(steps)]  # fmt: skip
+    path = Path(args.json or RESULTS_DIR / "startup.json")
+    publish("startup", path, header, commands_table(rows), notes, commands=rows, first_step=steps)
     return 0
 
 
