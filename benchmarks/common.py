@@ -64,10 +64,10 @@ def max_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024
 
 
-def tensorflow_imported() -> dict[str, bool]:
-    """Whether TensorFlow or tfds came in: the GPU machine has neither, so none may need them."""
+def tensorflow_imported() -> list[str]:
+    """Which of TensorFlow and tfds came in: the GPU machine has neither, so none may need them."""
     names = {m.split(".")[0] for m in sys.modules}
-    return {name: name in names for name in ("tensorflow", "tensorflow_datasets")}
+    return [name for name in ("tensorflow", "tensorflow_datasets") if name in names]
 
 
 def generated_batches(n_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

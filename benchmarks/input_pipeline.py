@@ -190,7 +190,7 @@ def main(argv=None) -> int:
         if name != "keras" and rate
     ]
     path = Path(args.json or RESULTS_DIR / f"input_pipeline-{slug(consumer['model'])}.json")
-    imported = tensorflow_imported() if not args.folder else {}
+    imported = tensorflow_imported() if not args.folder else []
     publish("input_pipeline", path, header, "\n".join(lines), notes, batch_size=args.batch_size,
             images=args.images, repeats=args.repeats, input=paths, consumption=consumer,
             ratio=ratio, inline_images_per_s=inline_rate, imported=imported)  # fmt: skip

@@ -201,8 +201,6 @@ def torch_worker(args: argparse.Namespace, config) -> dict:
     model = TorchResNet(get_spec(config.model), NUM_CLASSES)
     parameters = count_trainable(model)
     model = model.to(device, memory_format=torch.channels_last)
-    if args.torch_compile:
-        model = torch.compile(model)
     optimizer = torch.optim.SGD(
         model.parameters(), config.lr, config.momentum, 0, config.weight_decay, config.nesterov
     )
@@ -303,7 +301,7 @@ def time_eval(args: argparse.Namespace, step, sync, images, labels) -> dict:
     return {"eval_first_call_s": first, "eval_images_per_s": args.eval_steps * eb / seconds}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", help="a train.py recipe: its model, batch, precision, SGD")
     parser.add_argument("--model", help="any registered name (default: resnet18)")
@@ -316,7 +314,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps-per-execution", type=positive_int, help="Keras rows' override")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="some of the rows")
     parser.add_argument("--rounds", type=positive_int, default=1, help="interleaved, median")
-    parser.add_argument("--torch-compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--json", help="default: benchmarks/results/throughput-<model>-<device>")
     parser.add_argument("--worker", choices=("keras", "jax", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -332,28 +329,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def worker_argv(args: argparse.Namespace, worker: str) -> list[str]:
-    argv = ["--worker", worker, "--model", args.model, "--batch-size", str(args.batch_size),
-            "--precision", args.precision, "--steps", str(args.steps),
-            "--warmup", str(args.warmup), "--eval-batch-size", str(args.eval_batch_size),
-            "--eval-steps", str(args.eval_steps),
-            "--frameworks", ",".join(args.frameworks)]  # fmt: skip
-    argv += ["--recipe", args.recipe] if args.recipe else []
-    argv += ["--steps-per-execution", str(args.steps_per_execution)] * bool(
-        args.steps_per_execution
-    )
-    return argv + ["--torch-compile"] * args.torch_compile
-
-
 def median_round(found: list[dict]) -> dict:
     """One row from its rounds: the median round's by training rate, or the first error."""
     good = sorted((r for r in found if "error" not in r), key=lambda r: r["train_images_per_s"])
     if not good:
         return found[0]
-    row = dict(good[(len(good) - 1) // 2])
-    if len(found) > 1:
-        row["train_images_per_s_rounds"] = [r.get("train_images_per_s") for r in found]
-    return row
+    rates = {"train_images_per_s_rounds": [r.get("train_images_per_s") for r in found]}
+    return {**good[(len(good) - 1) // 2], **(rates if len(found) > 1 else {})}
 
 
 def markdown_table(rows: dict) -> str:
@@ -366,31 +348,15 @@ def markdown_table(rows: dict) -> str:
         if "error" in row:
             lines.append(f"| {name} | failed: {row['error'].splitlines()[0][:80]} | | | | |")
             continue
-        rate, first = row["train_images_per_s"], row["first_step_s"]
-        vs = f"{rate / keras_rate:.2f}x" if keras_rate else "-"
-        compile_s = (
-            f"({first:.1f}, compiled above)" if row.get("compiled_above") else f"{first:.1f}"
-        )
-        memory = row["peak_memory_bytes"] / 2**30
+        rate, first = row["train_images_per_s"], f"{row['first_step_s']:.1f}"
         kind = "device peak" if row["peak_memory_kind"] == "device" else "max RSS, CPU process"
         lines.append(
-            f"| {name} | {fmt_rate(rate)} | {vs} | {compile_s} | "
-            f"{fmt_rate(row.get('eval_images_per_s'))} | {memory:.2f} GiB ({kind}) |"
+            f"| {name} | {fmt_rate(rate)} | {f'{rate / keras_rate:.2f}x' if keras_rate else '-'} "
+            f"| {f'({first}, compiled above)' if row.get('compiled_above') else first} | "
+            f"{fmt_rate(row.get('eval_images_per_s'))} | "
+            f"{row['peak_memory_bytes'] / 2**30:.2f} GiB ({kind}) |"
         )
     return "\n".join(lines)
-
-
-def ratio_lines(rows: dict) -> tuple[dict, list[str]]:
-    """``keras/jax``, ``keras/torch``, ``keras/keras-trainer`` and a line for each."""
-    rates = {n: r["train_images_per_s"] for n, r in rows.items() if "error" not in r}
-    ratios = {f"keras/{n}": rates["keras"] / rates[n] for n in rates if "keras" in rates}
-    ratios.pop("keras/keras")
-    says = {
-        "keras/jax": " (Keras fit reaches {:.0%} of the hand-written JAX step)",
-        "keras/keras-trainer": " (the trainer's input path and per-step log reads)",
-    }
-    lines = [f"{k} = {v:.2f}" + says.get(k, "").format(v) for k, v in ratios.items()]
-    return ratios, lines
 
 
 def projection(args: argparse.Namespace, rows: dict) -> dict | None:
@@ -403,20 +369,19 @@ def projection(args: argparse.Namespace, rows: dict) -> dict | None:
     config = trainer_config(args)
     evaluated = (config.val_size or TEST_IMAGES) * (2 if config.flip_tta else 1)
     epoch_s = (TRAIN_IMAGES - config.val_size) / train + evaluated / evaluate
-    return {"recipe": args.recipe, "epochs": config.epochs, "epoch_s": epoch_s,
-            "run_s": config.epochs * epoch_s}  # fmt: skip
+    return {"epochs": config.epochs, "epoch_s": epoch_s, "run_s": config.epochs * epoch_s}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker:
         import keras_resnet  # noqa: F401  (selects the JAX backend before keras is imported)
 
         work = {"keras": keras_worker, "jax": jax_worker, "torch": torch_worker}[args.worker]
         result = work(args, trainer_config(args))
-        versions = {
-            m: sys.modules[m].__version__ for m in ("keras", "jax", "torch") if m in sys.modules
-        }
+        modules = [m for m in ("keras", "jax", "torch") if m in sys.modules]
+        versions = {m: sys.modules[m].__version__ for m in modules}
         send_result({**result, "versions": versions, "imported": tensorflow_imported()})
         return 0
     notes = []
@@ -425,16 +390,14 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("torch skipped: PyTorch is not importable here")
     load = [os.getloadavg()[0]]
     workers = list(dict.fromkeys(WORKERS[f] for f in args.frameworks))
-    env = {"torch": {"JAX_PLATFORMS": "cpu"}}  # it reads keras_resnet's specs only: no device
     rounds = []  # every worker once per round, interleaved: a busy spell hits every row alike
     for number in range(args.rounds):
         print(f"round {number + 1} of {args.rounds}: {', '.join(workers)}", file=sys.stderr)
-        rounds.append(
-            {
-                w: run_worker("throughput", worker_argv(args, w), {**os.environ, **env.get(w, {})})
-                for w in workers
-            }
-        )
+        # The torch worker reads keras_resnet's specs only: JAX stays off the GPU there.
+        envs = {w: {**os.environ, **({"JAX_PLATFORMS": "cpu"} if w == "torch" else {})}
+                for w in workers}  # fmt: skip
+        rounds.append({w: run_worker("throughput", [*argv, "--worker", w], envs[w])
+                       for w in workers})  # fmt: skip
     load.append(os.getloadavg()[0])
     if max(load) > 0.5 * (os.cpu_count() or 1):
         notes.append(
@@ -443,48 +406,51 @@ def main(argv: list[str] | None = None) -> int:
         )
     rows = {}
     for name in args.frameworks:
-        found = [r[WORKERS[name]].get("rows", {}).get(name) or r[WORKERS[name]] for r in rounds]
-        rows[name] = median_round([r if "error" not in r else {"error": r["error"]} for r in found])
+        found = [r[WORKERS[name]] for r in rounds]
+        rows[name] = median_round([r["rows"][name] if "rows" in r else r for r in found])
     first = rounds[0]
-    imported = {w: {m: any(r[w].get("imported", {}).get(m) for r in rounds)
-                    for m in ("tensorflow", "tensorflow_datasets")} for w in workers}  # fmt: skip
-    if pulled := sorted({m for hits in imported.values() for m, hit in hits.items() if hit}):
-        notes.append(f"imported during the run: {', '.join(pulled)} (should not be)")
-    devices = {w: r["device"] for w, r in first.items() if "device" in r}
-    frameworks = {"keras": "JAX", "jax": "JAX", "torch": "PyTorch"}
-    phrases = [f"{frameworks[w]} {d['platform']} ({d['device_kind']})" for w, d in devices.items()]
-    device = ", ".join(dict.fromkeys(phrases))
+    imported = sorted({m for r in rounds for w in r.values() for m in w.get("imported", [])})
+    if imported:
+        notes.append(f"imported during the run: {', '.join(imported)} (should not be)")
+    devices = {("PyTorch" if w == "torch" else "JAX", r["device"]["platform"],
+                r["device"]["device_kind"]) for w, r in first.items() if "device" in r}  # fmt: skip
+    device = ", ".join(f"{name} {platform_} ({kind})" for name, platform_, kind in sorted(devices))
     versions = {"python": platform.python_version()}
     for result in first.values():
         versions.update(result.get("versions", {}))
-    parameters = next((r["parameters"] for r in first.values() if "parameters" in r), None)
-    spe = first.get("keras", {}).get("steps_per_execution")
+    parameters = next((r["parameters"] for r in first.values() if "parameters" in r), 0)
+    spe = first.get("keras", {}).get("steps_per_execution", 1)
     header = (
-        f"**{args.model}** ({parameters or 0:,} trainable parameters), batch {args.batch_size}, "
+        f"**{args.model}** ({parameters:,} trainable parameters), batch {args.batch_size}, "
         f"{args.precision}{f', recipe {args.recipe}' if args.recipe else ''}, {args.steps} timed "
         f"steps after {args.warmup} warm-up, eval batch {args.eval_batch_size} x "
         f"{args.eval_steps}{f', median of {args.rounds} rounds' if args.rounds > 1 else ''}"
-        f"{f', steps_per_execution {spe}' if spe and spe > 1 else ''}\n"
+        f"{f', steps_per_execution {spe}' if spe > 1 else ''}\n"
         f"device: {device or 'unknown'}; host: {os.cpu_count()} CPU cores, load average "
         f"{load[0]:.1f} -> {load[1]:.1f}\n"
         f"versions: {', '.join(f'{k} {v}' for k, v in versions.items())}; {utc_now()}"
     )
-    table = markdown_table(rows)
-    ratios, lines = ratio_lines(rows)
-    projected = projection(args, rows)
-    if projected:
+    rates = {n: r["train_images_per_s"] for n, r in rows.items() if "error" not in r}
+    ratios = {f"keras/{n}": rates["keras"] / rates[n] for n in rates if "keras" in rates}
+    ratios.pop("keras/keras", None)
+    lines = [f"{k} = {v:.2f}" for k, v in ratios.items()]
+    if "keras/jax" in ratios:
+        lines.append(f"Keras fit reaches {ratios['keras/jax']:.0%} of the hand-written JAX step")
+    if projected := projection(args, rows):
         lines.append(
             f"{args.recipe}: {projected['epochs']} epochs x {projected['epoch_s']:.1f} s "
             f"(training at the keras-trainer rate, evaluation at the keras one) = "
             f"{projected['run_s'] / 60:.1f} min projected, from generated images"
         )
-    slug_ = device_slug(next(iter(devices.values()), {}))
-    path = Path(args.json or RESULTS_DIR / f"throughput-{slug(args.model)}-{slug_}.json")
-    publish("throughput", path, header, table, lines + notes, model=args.model,
+    where = device_slug(
+        first.get("keras", first.get("jax", first.get("torch", {}))).get("device", {})
+    )
+    path = Path(args.json or RESULTS_DIR / f"throughput-{slug(args.model)}-{where}.json")
+    publish("throughput", path, header, markdown_table(rows), lines + notes, model=args.model,
             recipe=args.recipe, batch_size=args.batch_size, precision=args.precision,
             steps=args.steps, warmup=args.warmup, eval_batch_size=args.eval_batch_size,
             eval_steps=args.eval_steps, rounds=args.rounds, steps_per_execution=spe,
-            parameters=parameters, device=device, device_slug=slug_, versions=versions,
+            parameters=parameters, device=device, device_slug=where, versions=versions,
             results=rows, ratios=ratios, projection=projected, imported=imported)  # fmt: skip
     return 1 if any("error" in row for row in rows.values()) else 0
 
