@@ -18,7 +18,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
 RESULT = "RESULT "  # a worker's last line: this, then its result as JSON
 
@@ -45,8 +44,9 @@ def non_negative_int(text: str) -> int:
 def rows_chosen(parser: argparse.ArgumentParser, text: str, rows, flag: str = "--rows") -> list:
     """``--rows a,b``: the rows named, in ``rows``'s order, else the parser's error."""
     chosen = {r.strip() for r in text.split(",") if r.strip()}
-    if unknown := sorted(chosen - set(rows)) or not chosen:
-        parser.error(f"{flag}: unknown {unknown or []}; choose from {', '.join(rows)}")
+    unknown = sorted(chosen - set(rows))
+    if unknown or not chosen:
+        parser.error(f"{flag}: unknown {unknown}; choose from {', '.join(rows)}")
     return [r for r in rows if r in chosen]
 
 
@@ -73,7 +73,7 @@ def tensorflow_imported() -> list[str]:
 def generated_batches(n_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random uint8 images and int32 labels: speed does not depend on the pixels."""
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n_images, *IMAGE_SHAPE), dtype=np.uint8)
+    images = rng.integers(0, 256, size=(n_images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, NUM_CLASSES, size=n_images).astype(np.int32)
     return images, labels
 

@@ -65,14 +65,17 @@ def trainer_model(args: argparse.Namespace, config):
     return model
 
 
-def jax_peak_memory() -> tuple[int, str]:
+def peak_memory(device_peak: int | None = None) -> dict:
     """The device's peak bytes where it counts them (GPUs), else this process's max RSS."""
+    if device_peak is None:
+        return {"peak_memory_bytes": max_rss_bytes(), "peak_memory_kind": "max_rss_cpu"}
+    return {"peak_memory_bytes": int(device_peak), "peak_memory_kind": "device"}
+
+
+def jax_peak_memory() -> dict:
     import jax
 
-    stats = jax.devices()[0].memory_stats()
-    if stats and "peak_bytes_in_use" in stats:
-        return int(stats["peak_bytes_in_use"]), "device"
-    return max_rss_bytes(), "max_rss_cpu"
+    return peak_memory((jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use"))
 
 
 def keras_worker(args: argparse.Namespace, config) -> dict:
@@ -107,13 +110,8 @@ def keras_worker(args: argparse.Namespace, config) -> dict:
         clock = StepClock()
         model.fit(*data, epochs=1, shuffle=False, verbose=0, callbacks=[*callbacks, clock])
         seconds = clock.end[warmup + steps - 1] - clock.end[warmup - 1]
-        peak, kind = jax_peak_memory()
-        return {
-            "first_step_s": clock.end[min(clock.end)] - clock.start,
-            "train_images_per_s": steps * batch / seconds,
-            "peak_memory_bytes": peak,
-            "peak_memory_kind": kind,
-        }
+        return {"first_step_s": clock.end[min(clock.end)] - clock.start,
+                "train_images_per_s": steps * batch / seconds, **jax_peak_memory()}  # fmt: skip
 
     rows = {}
     if "keras" in args.frameworks:
@@ -176,7 +174,7 @@ def jax_worker(args: argparse.Namespace, config) -> dict:
         return loss
 
     row = time_train(args, step, jax.block_until_ready, *generated_batches(args.images))
-    row["peak_memory_bytes"], row["peak_memory_kind"] = jax_peak_memory()
+    row.update(jax_peak_memory())
     eval_data = generated_batches(args.eval_images, seed=1)
     row.update(time_eval(args, lambda x, y: eval_step(*state[:2], x, y), jax.block_until_ready,
                          *eval_data))  # fmt: skip
@@ -250,12 +248,7 @@ def torch_worker(args: argparse.Namespace, config) -> dict:
 
     model.train()
     row = time_train(args, train_step, sync, *host_tensors(args.images))
-    row["peak_memory_bytes"], row["peak_memory_kind"] = max_rss_bytes(), "max_rss_cpu"
-    if cuda:
-        row["peak_memory_bytes"], row["peak_memory_kind"] = (
-            torch.cuda.max_memory_allocated(),
-            "device",
-        )
+    row.update(peak_memory(torch.cuda.max_memory_allocated() if cuda else None))
     model.eval()
     row.update(time_eval(args, eval_step, sync, *host_tensors(args.eval_images, seed=1)))
     kind = torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu"
