@@ -10,8 +10,10 @@ import os
 import platform
 import re
 import resource
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,19 @@ def rows_chosen(parser: argparse.ArgumentParser, text: str, rows, flag: str = "-
 
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def median_seconds(run, repeats: int, warm_up: bool = True) -> float:
+    """The median wall time of ``repeats`` calls of ``run``, after one untimed call (compiles,
+    warms caches) unless ``warm_up`` is False."""
+    if warm_up:
+        run()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
 
 
 def utc_now() -> str:

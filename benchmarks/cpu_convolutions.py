@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.common import (
     RESULTS_DIR,
     fmt_rate,
+    median_seconds,
     positive_int,
     publish,
     rows_chosen,
@@ -39,16 +38,6 @@ OPS = ("forward", "input grad", "weight grad")
 
 def gflops(batch: int, side: int, channels: int) -> float:
     return 2 * batch * side * side * channels * channels * 9 / 1e9
-
-
-def median_seconds(run, repeats: int) -> float:
-    run()  # compile, warm caches
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
 
 
 def xla_worker(args, matmul_wgrad: bool) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from benchmarks.common import (
     RESULTS_DIR,
     fmt_rate,
     generated_batches,
+    median_seconds,
     positive_int,
     publish,
     run_worker,
@@ -43,19 +43,22 @@ TARGET = 5.0
 FOLDER_SIZE = 64  # pixels a side of the --folder JPEGs
 
 
+def rate(images: int, batches: int, seconds: float) -> dict:
+    return {"images": images, "images_per_s": images / seconds,
+            "ms_per_batch": 1000 * seconds / batches if batches else None}  # fmt: skip
+
+
 def time_epochs(split, batch_size: int, train: bool, repeats: int) -> dict:
     """Images/s of ``repeats`` epochs of CifarBatches (median), ``set_epoch`` included."""
     batches = CifarBatches(split, batch_size, train=train, seed=0)
-    seconds = []
-    for epoch in range(repeats):
-        started = time.perf_counter()
-        batches.set_epoch(epoch)
+    epochs = iter(range(repeats))
+
+    def epoch():
+        batches.set_epoch(next(epochs))
         for index in range(len(batches)):
             batches[index]
-        seconds.append(time.perf_counter() - started)
-    median = statistics.median(seconds)
-    return {"images": len(split), "images_per_s": len(split) / median,
-            "ms_per_batch": 1000 * median / len(batches)}  # fmt: skip
+
+    return rate(len(split), len(batches), median_seconds(epoch, repeats, warm_up=False))
 
 
 def time_augmentation(batch_size: int, repeats: int, batches: int = 200) -> dict:
@@ -64,17 +67,14 @@ def time_augmentation(batch_size: int, repeats: int, batches: int = 200) -> dict
     images = jax.device_put(generated_batches(batch_size)[0].astype(np.float32))
     layer.build(images.shape)
     step = jax.jit(lambda s, x: layer.stateless_call([], [s], x, training=True))
-    out, (state,) = step(layer.step.value, images)  # compiles
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+    state = [layer.step.value]
+
+    def run():
         for _ in range(batches):
-            out, (state,) = step(state, images)
+            out, state[:] = step(state[0], images)
         jax.block_until_ready(out)
-        seconds.append(time.perf_counter() - started)
-    median = statistics.median(seconds)
-    return {"images": batches * batch_size, "images_per_s": batches * batch_size / median,
-            "ms_per_batch": 1000 * median / batches}  # fmt: skip
+
+    return rate(batches * batch_size, batches, median_seconds(run, repeats))
 
 
 def time_folder(images: int, batch_size: int, repeats: int) -> dict[str, dict]:
@@ -99,9 +99,7 @@ def time_folder(images: int, batch_size: int, repeats: int) -> dict[str, dict]:
         files = len(held.train) + len(held.test)
         streamed = load_folder(root, max_memory_gb=1e-9)
         return {
-            "load_folder into memory (list, check sizes, decode all)": {
-                "images": files, "images_per_s": files / seconds, "ms_per_batch": None,
-            },
+            "load_folder into memory (list, check sizes, decode all)": rate(files, 0, seconds),
             f"CifarBatches over FolderImages (streamed, {DECODE_THREADS} threads)": time_epochs(
                 streamed.train, batch_size, True, repeats
             ),
