@@ -45,25 +45,20 @@ def _environment(root: Path = ROOT, **updates: str) -> dict[str, str]:
     return env
 
 
-def _wall_seconds(argv: list[str], root: Path, env: dict[str, str]) -> float:
+def _run(argv: list[str], root: Path, env: dict[str, str]) -> tuple[float, str, str]:
+    """Seconds, stdout and stderr of ``python ARGV`` in ``root``."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True, check=False)
-    return time.perf_counter() - started
+    result = subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    return time.perf_counter() - started, result.stdout, result.stderr
 
 
 def heavy_imports(argv: list[str], root: Path = ROOT) -> list[str]:
     """Which of ``HEAVY`` the command imports, from ``python -X importtime``'s list."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", *argv],
-        cwd=root,
-        env=_environment(root),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    _, _, stderr = _run(["-X", "importtime", *argv], root, _environment(root))
     imported = {
         line.rsplit("|", 1)[-1].strip().split(".")[0]
-        for line in result.stderr.splitlines()
+        for line in stderr.splitlines()
         if line.startswith("import time:")
     }
     return [name for name in HEAVY if name in imported]
@@ -77,7 +72,7 @@ def measure_commands(commands: dict[str, list[str]], repeats: int, root: Path = 
     seconds: dict[str, list[float]] = {label: [] for label in commands}
     for _ in range(repeats):
         for label, argv in commands.items():
-            seconds[label].append(_wall_seconds(argv, root, env))
+            seconds[label].append(_run(argv, root, env)[0])
     return [
         {
             "command": label,
@@ -130,13 +125,9 @@ def _first_step_seconds(model: str, cache: str) -> float:
     with tempfile.TemporaryDirectory() as run_dir:
         env = _environment(KERAS_RESNET_XLA_CACHE=cache, KERAS_BACKEND="jax")
         argv = ["-m", "benchmarks.startup", "--worker", model, run_dir]
-        started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True
-        )
-        seconds = time.perf_counter() - started
-    if FIRST_STEP not in result.stdout:
-        raise RuntimeError(f"the {model} worker failed:\n{result.stderr[-3000:]}")
+        seconds, stdout, stderr = _run(argv, ROOT, env)
+    if FIRST_STEP not in stdout:
+        raise RuntimeError(f"the {model} worker failed:\n{stderr[-3000:]}")
     return seconds
 
 
