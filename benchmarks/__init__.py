@@ -1,6 +1,1 @@
-"""Speed measurements of keras_resnet: run each as a module from the repository root.
-
-``python -m benchmarks.throughput``, ``benchmarks.input_pipeline``, ``benchmarks.cpu_convolutions``
-and ``benchmarks.recipe_epochs``; what they share is in ``benchmarks.common``. This package is
-not installed with keras_resnet (see benchmarks/README.md).
-"""
+"""Speed measurements of keras_resnet, run as modules from the repository root (not installed)."""

@@ -1,23 +1,27 @@
-"""What every benchmark shares, free of any framework import: the PyTorch and XLA workers use
-it before (or without) importing JAX or Keras."""
+"""What every benchmark shares, free of any framework import at the top: the PyTorch workers use
+it without JAX or Keras."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
+import os
+import platform
 import re
 import resource
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
+RESULT = "RESULT "  # a worker's last line: this, then its result as JSON
 
 
 def slug(text: str) -> str:
@@ -39,17 +43,30 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def rows_chosen(parser: argparse.ArgumentParser, text: str, rows) -> list[str]:
-    """``--rows a,b``: the rows named, each one of ``rows``, else the parser's error."""
-    chosen = [r.strip() for r in text.split(",") if r.strip()]
-    unknown = [r for r in chosen if r not in rows]
+def rows_chosen(parser: argparse.ArgumentParser, text: str, rows, flag: str = "--rows") -> list:
+    """``--rows a,b``: the rows named, in ``rows``'s order, else the parser's error."""
+    chosen = {r.strip() for r in text.split(",") if r.strip()}
+    unknown = sorted(chosen - set(rows))
     if unknown or not chosen:
-        parser.error(f"--rows: unknown {unknown}; choose from {', '.join(rows)}")
-    return chosen
+        parser.error(f"{flag}: unknown {unknown}; choose from {', '.join(rows)}")
+    return [r for r in rows if r in chosen]
 
 
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def median_seconds(run, repeats: int, warm_up: bool = True) -> float:
+    """The median wall time of ``repeats`` calls of ``run``, after one untimed call (compiles,
+    warms caches) unless ``warm_up`` is False."""
+    if warm_up:
+        run()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
 
 
 def utc_now() -> str:
@@ -62,29 +79,18 @@ def max_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024
 
 
-def tensorflow_imported() -> dict[str, bool]:
-    """Whether TensorFlow or tfds came in: the GPU machine has neither, so none may need them."""
+def tensorflow_imported() -> list[str]:
+    """Which of TensorFlow and tfds came in: the GPU machine has neither, so none may need them."""
     names = {m.split(".")[0] for m in sys.modules}
-    return {name: name in names for name in ("tensorflow", "tensorflow_datasets")}
+    return [name for name in ("tensorflow", "tensorflow_datasets") if name in names]
 
 
 def generated_batches(n_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random uint8 images and int32 labels: speed does not depend on the pixels."""
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n_images, *IMAGE_SHAPE), dtype=np.uint8)
+    images = rng.integers(0, 256, size=(n_images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, NUM_CLASSES, size=n_images).astype(np.int32)
     return images, labels
-
-
-def train_row(first_step_s: float, seconds: float, steps: int, batch: int, loss) -> dict:
-    """The training columns of a hand-timed loop (the JAX and PyTorch rows)."""
-    return {
-        "first_step_s": first_step_s,
-        "train_seconds": seconds,
-        "train_images_per_s": steps * batch / seconds,
-        "train_step_ms": 1000 * seconds / steps,
-        "final_loss": float(loss),
-    }
 
 
 def fmt_rate(value: float | None) -> str:
@@ -93,33 +99,61 @@ def fmt_rate(value: float | None) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
-def fmt_bytes(value: int | None, kind: str | None) -> str:
-    if value is None:
-        return "n/a"
-    label = "device peak" if kind == "device" else "max RSS, CPU process"
-    return f"{value / 2**30:.2f} GiB ({label})"
-
-
-def run_module(
-    module: str, argv: list[str], env: dict | None = None, timeout: float | None = None
-) -> subprocess.CompletedProcess:
-    """``python -m benchmarks.<module> ARGV`` from the repository root, output captured.
+def run_worker(module: str, argv: list[str], env: dict | None = None) -> dict:
+    """``python -m benchmarks.<module> ARGV`` in a fresh process: the dict its last ``RESULT``
+    line holds, else ``{"error": ...}`` with the end of its output.
 
     A fresh process per measurement: XLA reads its flags once, and compile caches, memory
     counters and GPU memory pools must not carry over from one row to the next.
     """
-    return subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{module}", *argv],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=timeout,
     )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
+    if not lines:
+        return {"error": f"exited with {proc.returncode}: {(proc.stdout + proc.stderr)[-3000:]}"}
+    return json.loads(lines[-1][len(RESULT) :])
 
 
-def write_report(path: Path, report: dict) -> None:
-    """Every benchmark's JSON report, in the same form, and the line that says where it is."""
+def send_result(result: dict) -> None:
+    """A worker's answer to ``run_worker``."""
+    print(RESULT + json.dumps(result, default=str), flush=True)
+
+
+def jax_device() -> dict:
+    """The default JAX device, as every report names it."""
+    import jax
+
+    device = jax.devices()[0]
+    return {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "count": jax.device_count(),
+    }
+
+
+def device_slug(device: dict) -> str:
+    return "cpu" if device.get("platform") == "cpu" else slug(device.get("device_kind", ""))
+
+
+def host() -> dict:
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def publish(benchmark: str, path: Path, header: str, table: str, notes=(), **fields) -> None:
+    """Prints the header, the table and any notes; writes them, the host and ``fields`` as the
+    benchmark's JSON report at ``path``."""
+    print(f"{header}\n\n{table}" + "".join(f"\n{line}" for line in ["", *notes] if notes))
+    report = {"benchmark": benchmark, "date": utc_now(), "host": host(), **fields}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(json.dumps({**report, "header": header, "table": table}, indent=2) + "\n")
     print(f"\nwrote {path}")

@@ -1,48 +1,29 @@
 """XLA's CPU convolutions, YNNPACK (jaxlib's default) vs Eigen (keras_resnet's), vs PyTorch.
 
-Run from the repository root (no TensorFlow, no data needed)::
-
-    python -m benchmarks.cpu_convolutions                        # per-convolution table
-    python -m benchmarks.cpu_convolutions --train-model resnet18 --train-steps 4
-
-For each 3x3, stride-1, padding-1 convolution of ResNet's four CIFAR stages (batch ``--batch``,
-NHWC, float32) it times the forward pass, the input gradient and the weight gradient, jitted,
-and prints GFLOP/s side by side for:
-
-- ``xla-ynnpack``: XLA as jaxlib 0.10 configures it (convolutions go to YNNPACK), selected with
-  ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution``;
-- ``xla-eigen``: XLA with ``keras_resnet.environment.EIGEN_CONVOLUTIONS``, what
-  ``import keras_resnet`` sets on jaxlib 0.10;
-- ``xla-eigen-matmul-wgrad``: the weight gradient written as nine matrix products (one per
-  kernel offset), the custom-VJP idea, under the Eigen setting;
-- ``torch``: ``torch.nn.functional.conv2d`` and ``aten.convolution_backward``, channels_last.
-
-XLA reads its flags once per process, so each setting runs in its own process. With
-``--train-model`` it also runs ``benchmarks.throughput`` (the Keras ``model.fit`` row) under
-both XLA settings and the PyTorch row once, so the effect on whole training steps is in the same
-report. Results go to ``--json``.
+GFLOP/s of the forward pass, input gradient and weight gradient of each 3x3 convolution of
+ResNet-18's CIFAR stages, one process per setting (XLA reads its flags once per process). With
+``--train-model``, ``benchmarks.throughput``'s Keras row under each XLA setting and its PyTorch
+row too. The rows are described in benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from benchmarks.common import (
     RESULTS_DIR,
     fmt_rate,
+    median_seconds,
     positive_int,
+    publish,
     rows_chosen,
-    run_module,
+    run_worker,
+    send_result,
     utc_now,
-    write_report,
 )
 
 YNN_OPTION = "--xla_cpu_experimental_ynn_fusion_type"
@@ -57,16 +38,6 @@ OPS = ("forward", "input grad", "weight grad")
 
 def gflops(batch: int, side: int, channels: int) -> float:
     return 2 * batch * side * side * channels * channels * 9 / 1e9
-
-
-def median_seconds(run, repeats: int) -> float:
-    run()  # compile, warm caches
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
 
 
 def xla_worker(args, matmul_wgrad: bool) -> dict:
@@ -171,31 +142,17 @@ def torch_worker(args) -> dict:
     }
 
 
-def run_subprocess(
-    module: str, argv: list[str], env_flags: str | None, timeout: int
-) -> tuple[int, str]:
-    """``benchmarks.<module>`` on the CPU, under ``XLA_FLAGS=env_flags`` where given."""
-    env = dict(os.environ)
-    env.setdefault("JAX_PLATFORMS", "cpu")
-    if env_flags is not None:
-        env["XLA_FLAGS"] = env_flags
-    proc = run_module(module, argv, env, timeout)
-    return proc.returncode, proc.stdout + proc.stderr
+def cpu_env(xla_flags: str | None) -> dict:
+    """This process's environment on the CPU, under ``XLA_FLAGS=xla_flags`` where given."""
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    return env if xla_flags is None else {**env, "XLA_FLAGS": xla_flags}
 
 
 def run_row(args, row: str) -> dict:
-    flags = SETTINGS.get(row, SETTINGS["xla-eigen"]) if row != "torch" else None
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "row.json")
-        argv = [
-            "--worker", row, "--result-file", out,
-            "--batch", str(args.batch), "--repeats", str(args.repeats),
-        ]  # fmt: skip
-        print(f"[{row}] running ...", file=sys.stderr, flush=True)
-        code, output = run_subprocess("cpu_convolutions", argv, flags, args.timeout)
-        if not os.path.exists(out):
-            return {"error": f"exited with {code}: {output[-2000:]}"}
-        return json.loads(Path(out).read_text())
+    print(f"[{row}] running ...", file=sys.stderr, flush=True)
+    flags = None if row == "torch" else SETTINGS.get(row, SETTINGS["xla-eigen"])
+    argv = ["--worker", row, "--batch", str(args.batch), "--repeats", str(args.repeats)]
+    return run_worker("cpu_convolutions", argv, cpu_env(flags))
 
 
 def run_training(args) -> dict:
@@ -203,20 +160,12 @@ def run_training(args) -> dict:
     rows = {}
     plan = [(name, flags, "keras") for name, flags in SETTINGS.items()] + [("torch", None, "torch")]
     for name, flags, framework in plan:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = os.path.join(tmp, "throughput.json")
-            argv = [
-                "--model", args.train_model, "--batch-size", str(args.train_batch_size),
-                "--steps", str(args.train_steps), "--warmup", str(args.train_warmup),
-                "--eval-steps", "0", "--frameworks", framework, "--json", out,
-            ]  # fmt: skip
-            print(f"[train {name}] {args.train_model} ...", file=sys.stderr, flush=True)
-            code, output = run_subprocess("throughput", argv, flags, args.timeout)
-            if not os.path.exists(out):
-                rows[name] = {"error": f"throughput exited with {code}: {output[-2000:]}"}
-                continue
-            result = json.loads(Path(out).read_text())["results"].get(framework, {})
-            rows[name] = {"train_images_per_s": result.get("train_images_per_s")}
+        print(f"[train {name}] {args.train_model} ...", file=sys.stderr, flush=True)
+        argv = ["--worker", framework, "--frameworks", framework, "--model", args.train_model,
+                "--batch-size", str(args.train_batch_size), "--steps", str(args.train_steps),
+                "--warmup", str(args.train_warmup), "--eval-steps", "0"]  # fmt: skip
+        result = run_worker("throughput", argv, cpu_env(flags))
+        rows[name] = result["rows"][framework] if "rows" in result else result
     return rows
 
 
@@ -262,10 +211,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-batch-size", type=positive_int, default=128)
     parser.add_argument("--train-steps", type=positive_int, default=10)
     parser.add_argument("--train-warmup", type=positive_int, default=2)
-    parser.add_argument("--timeout", type=positive_int, default=3600, help="seconds per process")
     parser.add_argument("--json", help="default: benchmarks/results/cpu_convolutions.json")
     parser.add_argument("--worker", choices=ROWS, help=argparse.SUPPRESS)
-    parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.rows = rows_chosen(parser, args.rows, ROWS)
     return args
@@ -273,42 +220,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.worker == "torch":
+        send_result(torch_worker(args))
+    elif args.worker:
+        send_result(xla_worker(args, matmul_wgrad=args.worker == "xla-eigen-matmul-wgrad"))
     if args.worker:
-        if args.worker == "torch":
-            result = torch_worker(args)
-        else:
-            result = xla_worker(args, matmul_wgrad=args.worker == "xla-eigen-matmul-wgrad")
-        Path(args.result_file).write_text(json.dumps(result))
         return 0
-
     results = {row: run_row(args, row) for row in args.rows}
     training = run_training(args) if args.train_model else {}
-    date = utc_now()
     header = (
         f"CPU convolutions, batch {args.batch}, 3x3 stride 1, float32, GFLOP/s (median of "
         f"{args.repeats}); {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
-        f"(load average {os.getloadavg()[0]:.1f}); {date}"
+        f"(load average {os.getloadavg()[0]:.1f}); {utc_now()}"
     )
-    print(header)
-    print()
-    print(conv_table(results))
-    for row, result in results.items():
-        if "error" in result:
-            print(f"\n{row} failed: {result['error']}")
+    notes = [f"{row} failed: {r['error']}" for row, r in results.items() if "error" in r]
     if training:
-        print()
-        print(training_table(training, args.train_model))
-    path = Path(args.json) if args.json else RESULTS_DIR / "cpu_convolutions.json"
-    report = {
-        "benchmark": "cpu_convolutions",
-        "date": date,
-        "batch": args.batch,
-        "settings": SETTINGS,
-        "results": results,
-        "training": {"model": args.train_model, "rows": training} if training else None,
-        "header": header,
-    }
-    write_report(path, report)
+        notes += ["", training_table(training, args.train_model)]
+    path = Path(args.json or RESULTS_DIR / "cpu_convolutions.json")
+    training_report = {"model": args.train_model, "rows": training} if training else None
+    publish("cpu_convolutions", path, header, conv_table(results), notes, batch=args.batch,
+            settings=SETTINGS, results=results, training=training_report)  # fmt: skip
     return 0
 
 

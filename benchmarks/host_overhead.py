@@ -1,39 +1,19 @@
-"""The trainer's host cost per step: what ``train.py`` adds to a step that costs next to nothing.
+"""The trainer's host cost per step: ``train()`` with a one-dense-layer model, whose step
+costs next to nothing, beside a bare ``model.fit`` and a jitted JAX loop of the same model.
 
-Run from the repository root::
-
-    python -m benchmarks.host_overhead            # about 2 minutes on 2 CPU cores
-    python -m benchmarks.host_overhead --quick    # a few epochs each: checks that every row runs
-
-Every trainer row runs ``keras_resnet.trainer.fit.train`` itself (the run folder, ``CifarBatches``,
-epoch seeding, ``EpochLossSum``, the notes' log, NaN and signal checks, validation and
-checkpoints every epoch), on ``--synthetic`` data or a generated image folder, with the model
-swapped for one dense layer on the 32x32x3 input (``train(build=...)``), compiled as the trainer
-compiles its own. So the step is almost free and what is left is the host's work per step. The
-same model is timed under a bare ``model.fit`` on numpy arrays and under a hand-written jitted
-JAX loop fed host batches: the floors that Keras and JAX set.
-
-ms/step is the median over epochs (the first, which compiles, left out) of one epoch's steps
-from the first step's start to the last step's end, as the device finishes it (``EpochClock``);
-validation and checkpoints at the epoch's end fall outside it. CPU ms/step is the CPU time of
-all of the process's threads over the same span: the host's work, which waiting for a core on a
-busy machine does not inflate as it does the wall clock (on a CPU it includes XLA's computing
-the step). Each row runs in its own process: XLA reads
-``--xla_force_host_platform_device_count`` (the 4 virtual devices) once per process.
-Rows that need TensorFlow (TensorBoard; a folder, which TensorFlow lists) are skipped, with the
-reason, where it is not installed.
-
-At a device step of S ms the host costs the device h / (S + h) of its time when the two do not
-overlap, and nothing once the host prepares the next step while the device runs this one.
+ms/step is the median over epochs (the first, which compiles, left out) of an epoch's steps
+from the first's start to the last's end on the device; CPU ms/step is the CPU time of every
+thread over the same span, which waiting for a busy core does not inflate. Each row runs in
+its own process (XLA reads ``--xla_force_host_platform_device_count`` once); rows that need
+TensorFlow are skipped where it is missing. See docs/performance.md#host-cost-per-step.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,19 +22,20 @@ from pathlib import Path
 
 from benchmarks.common import (
     RESULTS_DIR,
+    device_slug,
+    jax_device,
     positive_int,
+    publish,
     rows_chosen,
-    run_module,
-    slug,
+    run_worker,
+    send_result,
     utc_now,
-    write_report,
 )
 
 TARGET_MS = 0.5  # the host cost per step the trainer is held under, in every configuration
 TARGET_VS_FIT = 2.0  # ... and at most twice a bare model.fit's
 DEVICES = 4  # the data-parallel row's virtual CPU devices
 STREAMED_GB = 1e-6  # --max-memory-gb below the folder's size: its batches are decoded as read
-RESULT = "RESULT "  # a worker's last line: this, then its row as JSON
 
 # name -> (what it is, what it needs); workers look their row up by name.
 ROWS = {
@@ -74,7 +55,7 @@ BASELINES = {"trainer-devices": "keras-fit-devices"}
 
 def worker(name: str, epochs: int, batch_size: int) -> dict:
     """One row, timed in this process (``--worker NAME``)."""
-    from benchmarks.keras_timing import device_info  # selects the JAX backend first
+    import keras_resnet  # noqa: F401  (selects the JAX backend before keras is imported)
 
     if name == "jax":
         row = time_jax(epochs, batch_size)
@@ -84,7 +65,7 @@ def worker(name: str, epochs: int, batch_size: int) -> dict:
         row = time_keras_fit(epochs, batch_size, DEVICES if ROWS[name][1] == "devices" else 1)
     else:
         row = time_trainer(name, epochs, batch_size)
-    return {**row, "device": device_info()}
+    return {**row, "device": jax_device()}
 
 
 def tiny_model(image_shape: tuple[int, ...], classes: int):
@@ -273,33 +254,17 @@ def time_trainer(name: str, epochs: int, batch_size: int) -> dict:
     return clock.summary(log_lines=log.getvalue().count("\n"))
 
 
-def skip_reason(name: str) -> str | None:
-    """Why ``name`` cannot run here, or None."""
-    need = ROWS[name][1]
-    if need == "tensorflow":
-        import importlib.util
-
-        if importlib.util.find_spec("tensorflow") is None:
-            return "needs TensorFlow, not installed here"
-    return None
-
-
 def run_row(name: str, args: argparse.Namespace) -> dict:
     """``name`` in a fresh process; its row, or the reason it did not run."""
-    reason = skip_reason(name)
-    if reason:
-        return {"skipped": reason}
+    if ROWS[name][1] == "tensorflow" and importlib.util.find_spec("tensorflow") is None:
+        return {"skipped": "needs TensorFlow, not installed here"}
     env = dict(os.environ)
     if ROWS[name][1] == "devices":
         flags = env.get("XLA_FLAGS", "")
         env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={DEVICES}".strip()
         env.setdefault("JAX_PLATFORMS", "cpu")  # virtual devices are CPU devices
     argv = ["--worker", name, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
-    proc = run_module("host_overhead", argv, env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
-    if proc.returncode or not lines:
-        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]}
-    return json.loads(lines[-1][len(RESULT) :])
+    return run_worker("host_overhead", argv, env)
 
 
 def markdown_table(rows: dict[str, dict]) -> str:
@@ -312,7 +277,7 @@ def markdown_table(rows: dict[str, dict]) -> str:
     for name, row in rows.items():
         label = ROWS[name][0]
         if "step_ms" not in row:
-            why = row.get("skipped") or f"failed: {' '.join(row.get('error', []))[:100]}"
+            why = row.get("skipped") or f"failed: {row['error'].splitlines()[-1][:100]}"
             lines.append(f"| {label} | - | - | - | {why} |")
             continue
         base = rows.get(BASELINES.get(name, BASELINE), {}).get("step_ms")
@@ -326,13 +291,6 @@ def markdown_table(rows: dict[str, dict]) -> str:
             f"| {label} | {row['step_ms']:.3f} | {row['cpu_ms']:.3f} | {shown} | {meets} |"
         )
     return "\n".join(lines)
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -359,8 +317,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
-        row = worker(args.worker, args.epochs, args.batch_size)
-        print(RESULT + json.dumps(row), flush=True)
+        send_result(worker(args.worker, args.epochs, args.batch_size))
         return 0
 
     runs: dict[str, list[dict]] = {name: [] for name in args.rows}
@@ -370,37 +327,15 @@ def main(argv=None) -> int:
             runs[name].append(run_row(name, args))
     rows = {name: combine(found) for name, found in runs.items()}
     device = next((r["device"] for r in rows.values() if "device" in r), {})
-    date = utc_now()
     header = (
         f"host cost per step, a one-dense-layer model at batch {args.batch_size}, "
         f"{args.epochs} epochs a row (the first untimed) x {args.rounds} round(s); JAX "
         f"{device.get('platform')} ({device.get('device_kind')}); {os.cpu_count()} CPU cores, "
-        f"load average {load_average()}; {date}"
+        f"load average {os.getloadavg()[0]:.1f}; {utc_now()}"
     )
-    table = markdown_table(rows)
-    print(header)
-    print()
-    print(table)
-    device_slug = "cpu" if device.get("platform") == "cpu" else slug(device.get("device_kind", ""))
-    path = Path(args.json) if args.json else RESULTS_DIR / f"host_overhead-{device_slug}.json"
-    report = {
-        "benchmark": "host_overhead",
-        "date": date,
-        "device": device,
-        "host": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_after": load_average(),
-        },
-        "batch_size": args.batch_size,
-        "epochs": args.epochs,
-        "rounds": args.rounds,
-        "target_ms": TARGET_MS,
-        "rows": rows,
-        "header": header,
-        "table": table,
-    }
-    write_report(path, report)
+    path = Path(args.json or RESULTS_DIR / f"host_overhead-{device_slug(device)}.json")
+    publish("host_overhead", path, header, markdown_table(rows), device=device, rows=rows,
+            batch_size=args.batch_size, epochs=args.epochs, rounds=args.rounds)  # fmt: skip
     return 0 if not any("error" in r for r in rows.values()) else 1
 
 

@@ -1,16 +1,9 @@
 """How quickly the command line answers, and what XLA's compilation cache saves a rerun.
 
-Run from the repository root (no TensorFlow, no data needed)::
-
-    python -m benchmarks.startup                                  # the commands' table
-    python -m benchmarks.startup --first-step resnet20 resnet34   # and the cache's table
-
-The first table times each command in a fresh process (median of ``--repeats``) beside bare
-Python and ``import jax`` measured in the same run, and lists the heavy modules it imported
-(read from ``python -X importtime`` in one more run). With ``--first-step`` the second table
-times ``train.py``'s path from process start to the end of the first training step
-(``--synthetic``, one batch) with the compilation cache off, cold (an empty folder) and warm
-(the folder a previous run filled): the rerun of a command after a crash is the warm case.
+Each command runs in a fresh process (median of ``--repeats``, interleaved) beside bare Python,
+with the heavy modules it imports (from ``python -X importtime``). ``--first-step MODEL ...``
+also times ``train.py``'s path to the end of its first step (``--synthetic``, one batch) with
+the compilation cache off, cold (an empty folder) and warm (the folder the cold run filled).
 """
 
 from __future__ import annotations
@@ -24,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, ROOT, positive_int, utc_now, write_report
+from benchmarks.common import RESULTS_DIR, ROOT, positive_int, publish, utc_now
 
 HEAVY = ("jax", "keras", "tensorflow")
 MISSING = "no-such-file"
@@ -52,25 +45,20 @@ def _environment(root: Path = ROOT, **updates: str) -> dict[str, str]:
     return env
 
 
-def _wall_seconds(argv: list[str], root: Path, env: dict[str, str]) -> float:
+def _run(argv: list[str], root: Path, env: dict[str, str]) -> tuple[float, str, str]:
+    """Seconds, stdout and stderr of ``python ARGV`` in ``root``."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True, check=False)
-    return time.perf_counter() - started
+    result = subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    return time.perf_counter() - started, result.stdout, result.stderr
 
 
 def heavy_imports(argv: list[str], root: Path = ROOT) -> list[str]:
     """Which of ``HEAVY`` the command imports, from ``python -X importtime``'s list."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", *argv],
-        cwd=root,
-        env=_environment(root),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    _, _, stderr = _run(["-X", "importtime", *argv], root, _environment(root))
     imported = {
         line.rsplit("|", 1)[-1].strip().split(".")[0]
-        for line in result.stderr.splitlines()
+        for line in stderr.splitlines()
         if line.startswith("import time:")
     }
     return [name for name in HEAVY if name in imported]
@@ -84,7 +72,7 @@ def measure_commands(commands: dict[str, list[str]], repeats: int, root: Path = 
     seconds: dict[str, list[float]] = {label: [] for label in commands}
     for _ in range(repeats):
         for label, argv in commands.items():
-            seconds[label].append(_wall_seconds(argv, root, env))
+            seconds[label].append(_run(argv, root, env)[0])
     return [
         {
             "command": label,
@@ -137,13 +125,9 @@ def _first_step_seconds(model: str, cache: str) -> float:
     with tempfile.TemporaryDirectory() as run_dir:
         env = _environment(KERAS_RESNET_XLA_CACHE=cache, KERAS_BACKEND="jax")
         argv = ["-m", "benchmarks.startup", "--worker", model, run_dir]
-        started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True
-        )
-        seconds = time.perf_counter() - started
-    if FIRST_STEP not in result.stdout:
-        raise RuntimeError(f"the {model} worker failed:\n{result.stderr[-3000:]}")
+        seconds, stdout, stderr = _run(argv, ROOT, env)
+    if FIRST_STEP not in stdout:
+        raise RuntimeError(f"the {model} worker failed:\n{stderr[-3000:]}")
     return seconds
 
 
@@ -197,21 +181,18 @@ def main(argv=None) -> int:
     if args.worker:
         first_step_worker(*args.worker)
         return 1  # the worker exits from its callback; reaching here means no step ran
-    load = os.getloadavg()[0]
-    print(f"# Start-up, {utc_now()}, {os.cpu_count()} CPUs, load average {load:.1f} at the start\n")
-    print(f"Commands of {args.root}, median of {args.repeats}\n")
+    header = (
+        f"start-up of the commands of {args.root}, median of {args.repeats}; {utc_now()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start"
+    )
     rows = measure_commands(COMMANDS, args.repeats, args.root)
-    print(commands_table(rows))
-    report = {"date": utc_now(), "cpus": os.cpu_count(), "load_average": load, "commands": rows}
+    notes, steps = [], None
     if args.first_step:
         steps = measure_first_steps(args.first_step, args.first_step_repeats)
-        print(
-            f"\nStart to the end of the first training step (median of {args.first_step_repeats})\n"
-        )
-        print(first_steps_table(steps))
-        report["first_step"] = steps
-    report["load_average_after"] = os.getloadavg()[0]
-    write_report(Path(args.json) if args.json else RESULTS_DIR / "startup.json", report)
+        notes = [f"start to the end of the first training step (median of "
+                 f"{args.first_step_repeats})\n", first_steps_table(steps)]  # fmt: skip
+    path = Path(args.json or RESULTS_DIR / "startup.json")
+    publish("startup", path, header, commands_table(rows), notes, commands=rows, first_step=steps)
     return 0
 
 

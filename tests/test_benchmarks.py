@@ -1,11 +1,13 @@
-"""benchmarks/: the PyTorch twin is the same network, and every script runs end to end."""
+"""benchmarks/: the PyTorch twin is the same network, and each script's quick run gives a
+consistent table and report; the GPU session script runs end to end under -m slow."""
 
+import contextlib
+import io
 import json
 import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -13,8 +15,9 @@ import numpy as np
 import pytest
 
 import keras_resnet
-from benchmarks import host_overhead, throughput
-from benchmarks.common import ROOT
+from benchmarks import cpu_convolutions, host_overhead, input_pipeline, throughput
+from benchmarks.common import RESULT, ROOT
+from keras_resnet import torch_weights
 from keras_resnet.models import get_spec, parameter_count
 from keras_resnet.trainer.config import RECIPES
 
@@ -32,47 +35,12 @@ def test_torch_twin_has_the_keras_parameter_count(name):
 
 
 def weight_pairs(torch_model, keras_model) -> list:
-    """(Keras variable, twin tensor) for every weight, layer by layer in build order."""
-    blocks = list(torch_model.blocks)
-    stem = torch_model.stem
-    assignments = [(keras_model.get_layer("stem_conv").kernel, stem[0].weight)]
-    if len(stem) > 1:
-        assignments += bn_pairs(keras_model.get_layer("stem_bn"), stem[1])
-    keras_blocks = [layer for layer in keras_model.layers if layer.name.startswith("stage")]
-    assert len(keras_blocks) == len(blocks)
-    for keras_block, block in zip(keras_blocks, blocks, strict=True):
-        for index, (conv, bn) in enumerate(zip(block.convs, block.bns, strict=True), start=1):
-            assignments.append((getattr(keras_block, f"conv{index}").kernel, conv.weight))
-            assignments += bn_pairs(getattr(keras_block, f"bn{index}"), bn)
-        if block.projects:
-            assignments.append((keras_block.shortcut_conv.kernel, block.shortcut_conv.weight))
-            if block.shortcut_bn is not None:
-                assignments += bn_pairs(keras_block.shortcut_bn, block.shortcut_bn)
-    if isinstance(torch_model.final, torch.nn.Sequential):
-        assignments += bn_pairs(keras_model.get_layer("final_bn"), torch_model.final[0])
-    dense = keras_model.get_layer("predictions")
-    assignments += [
-        (dense.kernel, torch_model.classifier.weight.T),
-        (dense.bias, torch_model.classifier.bias),
-    ]
-    return assignments
-
-
-def copy_torch_weights(torch_model, keras_model) -> None:
-    for variable, tensor in weight_pairs(torch_model, keras_model):
-        value = tensor.detach().numpy()
-        if value.ndim == 4:  # OIHW -> HWIO
-            value = value.transpose(2, 3, 1, 0)
-        variable.assign(value)
-
-
-def bn_pairs(keras_bn, torch_bn):
-    return [
-        (keras_bn.gamma, torch_bn.weight),
-        (keras_bn.beta, torch_bn.bias),
-        (keras_bn.moving_mean, torch_bn.running_mean),
-        (keras_bn.moving_variance, torch_bn.running_var),
-    ]
+    """(Keras variable, twin tensor) for every weight, matched by the twin's torchvision name."""
+    targets = torch_weights._model_targets(keras_model, "end")
+    state = torch_model.state_dict()
+    keys = [key for key in state if not key.endswith("num_batches_tracked")]
+    assert {torch_weights.canonical_name(key) for key in keys} == set(targets)
+    return [(targets[torch_weights.canonical_name(key)].variable, state[key]) for key in keys]
 
 
 @pytest.mark.parametrize(
@@ -100,7 +68,7 @@ def test_torch_twin_gives_the_keras_logits(overrides):
                 module.running_var.uniform_(0.5, 1.5)
     torch_model.eval()
     keras_model = keras_resnet.build("resnet20", **overrides)
-    copy_torch_weights(torch_model, keras_model)
+    keras_resnet.load_torch_weights(keras_model, torch_model.state_dict(), option_a_padding="end")
     x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype("float32")
     with torch.no_grad():
         expected = torch_model(torch.from_numpy(x)).numpy()
@@ -144,179 +112,124 @@ def test_unknown_framework_is_refused(capsys):
     assert "tensorflow" in capsys.readouterr().err
 
 
-# Makes TensorFlow and tensorflow-datasets look uninstalled, as on the GPU machine.
-HIDE_TENSORFLOW = """
-from importlib.machinery import PathFinder
+def in_process(module):
+    """``run_worker`` for ``module``, running each worker in this process rather than a fresh
+    one: the same code and rows, without each process's seconds of importing Keras and JAX."""
 
-_find_spec = PathFinder.find_spec.__func__
+    def run_worker(name: str, argv: list[str], env=None) -> dict:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert module.main(argv) == 0
+        line = [line for line in out.getvalue().splitlines() if line.startswith(RESULT)][-1]
+        return json.loads(line[len(RESULT) :])
 
-
-def find_spec(cls, name, path=None, target=None):
-    if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
-        return None
-    return _find_spec(cls, name, path, target)
-
-
-PathFinder.find_spec = classmethod(find_spec)
-"""
+    return run_worker
 
 
-def run(module: str, *args: str, site: Path) -> str:
-    """``python -m benchmarks.<module>`` from the repository root, with TensorFlow hidden."""
-    (site / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
-@pytest.mark.slow
-def test_cpu_convolutions_compares_both_xla_settings_and_torch(tmp_path):
-    out = tmp_path / "conv.json"
-    stdout = run(
-        "cpu_convolutions", "--batch", "2", "--repeats", "1", "--json", str(out), site=tmp_path
-    )
-    assert "| stage (HxWxC) | op | xla-ynnpack | xla-eigen |" in stdout
-    report = json.loads(out.read_text())
-    assert set(report["results"]) == {"xla-ynnpack", "xla-eigen", "xla-eigen-matmul-wgrad", "torch"}
-    for name, row in report["results"].items():
-        assert "error" not in row, (name, row)
-        stage = row["stages"]["32x32x64"]
-        assert all(value > 0 for value in stage.values()), name
-    assert set(report["results"]["xla-eigen"]["stages"]["4x4x512"]) == {
-        "forward", "input grad", "weight grad",
-    }  # fmt: skip
-    # Each XLA setting ran under its own flag.
-    assert report["results"]["xla-ynnpack"]["xla_flags"].endswith("=+individual_convolution")
-    assert report["results"]["xla-eigen"]["xla_flags"].endswith("=-individual_convolution")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def gpu_session_process(
-    request, tmp_path_factory
-) -> Iterator[tuple[subprocess.Popen, Path] | None]:
-    """Starts the prepared GPU script as the module begins, if a selected test reads it: QUICK
-    on this CPU, TensorFlow hidden. Its benchmark processes (about 45 s) run while the
-    in-process tests use the other core. QUICK runs every framework and every recipe once, so
-    this one run serves the throughput, input pipeline and recipe tests too."""
-    if not any("gpu_session" in item.fixturenames for item in request.session.items):
-        yield None
-        return
-    site = tmp_path_factory.mktemp("gpu_session")
-    (site / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
-    env = {
-        **os.environ,
-        "QUICK": "1",
-        "OUT": str(site / "out"),
-        "PYTHON": sys.executable,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
-    }
-    with open(site / "gpu_session.log", "w") as log:
-        process = subprocess.Popen(
-            ["bash", str(ROOT / "benchmarks" / "gpu_session.sh")],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    yield process, site
-    process.wait(timeout=900)  # never left running past the module
-
-
-def section(log: str, step: str) -> str:
-    """What one step of gpu_session.sh printed, from the session's log."""
-    return log.split(f"== {step}\n", 1)[1].split(f"== {step} exited with", 1)[0]
-
-
-@pytest.fixture(scope="module")
-def gpu_session(gpu_session_process) -> tuple[str, Path]:
-    """The script's output and its $OUT, once it has ended with exit status 0."""
-    process, site = gpu_session_process
-    process.wait(timeout=900)
-    stdout = (site / "gpu_session.log").read_text()
-    assert process.returncode == 0, stdout[-6000:]
-    return stdout, site / "out"
-
-
-@pytest.mark.slow
-def test_gpu_session_script_runs_every_step_quickly(gpu_session):
-    stdout, out = gpu_session
-    steps = (
-        "throughput-float32", "throughput-bfloat16", "input-pipeline", "recipe-epochs",
-        "host-overhead",
-    )  # fmt: skip
-    log = (out / "gpu_session.log").read_text()
-    for name in steps:
-        assert f"== {name} exited with 0" in stdout, stdout[-3000:]
-        assert section(log, name).strip(), name
-    reports = (
-        "throughput-float32", "throughput-bfloat16", "input_pipeline", "recipe_epochs",
-        "host_overhead",
-    )  # fmt: skip
-    for name in reports:
-        assert json.loads((out / f"{name}.json").read_text())
-    assert json.loads((out / "throughput-bfloat16.json").read_text())["precision"] == (
-        "mixed_bfloat16"
-    )
-    assert len(list(out.iterdir())) <= 8  # what the device machine sends back
-
-
-@pytest.mark.slow
-def test_throughput_then_input_pipeline_end_to_end(gpu_session):
-    """Every framework's row, the table, the JSON; then the input path against those rates."""
-    _, out = gpu_session
-    log = (out / "gpu_session.log").read_text()
-    stdout = section(log, "throughput-float32")
+def test_throughput_reports_every_row_and_the_recipes_projection(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(throughput, "run_worker", in_process(throughput))
+    out = tmp_path / "throughput.json"
+    argv = ["--recipe", "paper", "--model", "resnet8", "--batch-size", "8", "--steps", "2",
+            "--warmup", "1", "--eval-steps", "1", "--eval-batch-size", "16",
+            "--json", str(out)]  # fmt: skip
+    assert throughput.main(argv) == 0
+    stdout = capsys.readouterr().out
     assert "| framework | train img/s | vs keras | compile s | eval img/s | peak memory |" in stdout
     assert "**resnet8**" in stdout and "keras/jax = " in stdout and "keras/torch = " in stdout
-    report = json.loads((out / "throughput-float32.json").read_text())
-    for key in ("model", "batch_size", "precision", "device", "versions", "results", "ratios"):
-        assert key in report
-    assert report["batch_size"] == 16  # QUICK's own batch, not the script's 128
-    assert set(report["results"]) == {"keras", "keras-trainer", "jax", "torch"}
-    for name, row in report["results"].items():
+    report = json.loads(out.read_text())
+    assert (report["model"], report["batch_size"], report["precision"]) == ("resnet8", 8, "float32")
+    rows = report["results"]
+    assert list(rows) == list(throughput.FRAMEWORKS)
+    for name, row in rows.items():
         assert "error" not in row, (name, row)
         assert row["train_images_per_s"] > 0 and row["first_step_s"] > 0, name
         assert row["peak_memory_bytes"] > 0, name
-        if name != "keras-trainer":
-            assert row["eval_images_per_s"] > 0, name
-    assert report["ratios"]["keras/jax"] > 0 and report["ratios"]["keras/torch"] > 0
-    assert not any(hit for found in report["imported"].values() for hit in found.values()), (
-        f"TensorFlow or tfds was imported: {report['imported']}"
-    )
+        assert (row.get("eval_images_per_s", 0) > 0) == (name != "keras-trainer"), name
+        vs = row["train_images_per_s"] / rows["keras"]["train_images_per_s"]
+        assert f"| {name} | {throughput.fmt_rate(row['train_images_per_s'])} | {vs:.2f}x |" in (
+            stdout
+        )
+        if name != "keras":
+            assert report["ratios"][f"keras/{name}"] == pytest.approx(1 / vs)
+    # paper: 45,000 training images and the 5,000 of its validation split evaluated, 182 epochs
+    projected = report["projection"]
+    epoch = 45_000 / rows["keras-trainer"]["train_images_per_s"]
+    epoch += 5_000 / rows["keras"]["eval_images_per_s"]
+    assert projected["epochs"] == RECIPES["paper"]["epochs"]
+    assert projected["epoch_s"] == pytest.approx(epoch)
+    assert projected["run_s"] == pytest.approx(182 * epoch)
+    assert report["parameters"] == parameter_count("resnet8")
 
-    stdout = section(log, "input-pipeline")
+
+def throughput_report(path: Path, rates: dict[str, float]) -> Path:
+    """A ``benchmarks.throughput`` JSON with these training rates, for ``--against``."""
+    results = {name: {"train_images_per_s": rate} for name, rate in rates.items()}
+    report = {"model": "resnet18", "batch_size": 512, "precision": "mixed_bfloat16"}
+    path.write_text(json.dumps({**report, "results": results}))
+    return path
+
+
+def test_input_pipeline_rates_the_input_path_against_the_models(tmp_path, capsys):
+    against = throughput_report(tmp_path / "t.json", {"keras": 2_000.0, "torch": 4_000.0})
+    out = tmp_path / "input.json"
+    argv = ["--against", str(against), "--images", "1024", "--batch-size", "64",
+            "--repeats", "1", "--json", str(out)]  # fmt: skip
+    assert input_pipeline.main(argv) == 0
+    stdout = capsys.readouterr().out
     assert "| input path | images/s | ms/batch | x Keras train rate | target >= 5x |" in stdout
-    report = json.loads((out / "input_pipeline.json").read_text())
-    train_path = report["input"]["CifarBatches train=True (shuffle + gather), host"]
-    assert train_path["images"] == 2048 and train_path["images_per_s"] > 0
-    assert report["consumption"]["rates"]["keras"] > 0 and report["ratio"] > 0
-    assert not any(report["imported"].values())
+    report = json.loads(out.read_text())
+    assert len(report["input"]) == 3
+    for name, row in report["input"].items():
+        assert row["images_per_s"] > 0 and row["ms_per_batch"] > 0, name
+        assert f"| {row['images_per_s'] / 2_000:,.1f}x |" in stdout, name
+    train = report["input"]["CifarBatches train=True (shuffle + gather), host"]
+    assert train["images"] == 1024
+    assert report["ratio"] == pytest.approx(train["images_per_s"] / 2_000)
+    assert 1 / report["inline_images_per_s"] == pytest.approx(1 / 2_000 + 1 / train["images_per_s"])
+    assert f"against torch: 4,000 img/s ({train['images_per_s'] / 4_000:,.1f}x)" in stdout
 
 
-@pytest.mark.slow
-def test_recipe_epochs_times_each_recipe_as_the_trainer_runs_it(gpu_session):
-    _, out = gpu_session
-    stdout = section((out / "gpu_session.log").read_text(), "recipe-epochs")
-    assert "| recipe | model, batch, precision | compile s | train img/s |" in stdout
-    report = json.loads((out / "recipe_epochs.json").read_text())
-    rows = {row["recipe"]: row for row in report["rows"]}
-    assert set(rows) == set(RECIPES)
-    assert all("error" not in row for row in rows.values()), rows
-    assert (rows["fast"]["batch_size"], rows["fast"]["precision"]) == (512, "mixed_bfloat16")
-    assert rows["fast"]["steps_per_epoch"] == -(-5200 // 512)  # one device keeps the short batch
-    assert (rows["paper"]["eval_split"], rows["paper"]["eval_images"]) == ("validation", 5000)
-    assert (rows["note"]["eval_split"], rows["note"]["eval_images"]) == ("test", 10_000)
-    for row in rows.values():
-        assert row["train_images_per_s"] > 0 and row["eval_s"] > 0
-        epoch = row["train_epoch_s"] + row["eval_s"]
-        assert row["projected_run_s"] == pytest.approx(row["epochs"] * epoch)
-    assert not any(report["imported"].values())
+def test_input_pipeline_times_a_folder_of_jpegs_held_and_streamed(tmp_path, capsys):
+    pytest.importorskip("tensorflow")  # it lists the files, as in training
+    against = throughput_report(tmp_path / "t.json", {"keras": 2_000.0})
+    out = tmp_path / "input.json"
+    argv = ["--against", str(against), "--images", "256", "--batch-size", "8", "--repeats", "1",
+            "--folder", "40", "--json", str(out)]  # fmt: skip
+    assert input_pipeline.main(argv) == 0
+    rows = json.loads(out.read_text())["input"]
+    held = rows["load_folder into memory (list, check sizes, decode all)"]
+    streamed = next(row for name, row in rows.items() if "FolderImages" in name)
+    assert held["images"] == 50 and held["images_per_s"] > 0  # 40 training and 10 test files
+    assert streamed["images"] == 40 and streamed["ms_per_batch"] > 0
+    assert "FolderImages (streamed" in capsys.readouterr().out
+
+
+def test_cpu_convolutions_runs_each_setting_under_its_own_flags(tmp_path, monkeypatch, capsys):
+    flags = {}
+    run_here = in_process(cpu_convolutions)
+
+    def run_worker(module, argv, env):
+        flags[argv[argv.index("--worker") + 1]] = env.get("XLA_FLAGS")
+        return run_here(module, argv)
+
+    monkeypatch.setattr(cpu_convolutions, "run_worker", run_worker)
+    out = tmp_path / "conv.json"
+    argv = ["--batch", "1", "--repeats", "1", "--json", str(out)]
+    assert cpu_convolutions.main(argv) == 0
+    assert "| stage (HxWxC) | op | xla-ynnpack | xla-eigen |" in capsys.readouterr().out
+    assert flags.pop("torch") == os.environ.get("XLA_FLAGS")  # PyTorch ignores it
+    assert flags == {
+        "xla-ynnpack": cpu_convolutions.SETTINGS["xla-ynnpack"],
+        "xla-eigen": cpu_convolutions.SETTINGS["xla-eigen"],
+        "xla-eigen-matmul-wgrad": cpu_convolutions.SETTINGS["xla-eigen"],
+    }
+    results = json.loads(out.read_text())["results"]
+    assert list(results) == list(cpu_convolutions.ROWS)
+    for name, row in results.items():
+        ops = ["weight grad"] if name == "xla-eigen-matmul-wgrad" else list(cpu_convolutions.OPS)
+        for stage in ("32x32x64", "4x4x512"):
+            assert list(row["stages"][stage]) == ops, name
+            assert all(value > 0 for value in row["stages"][stage].values()), name
 
 
 def check_host_overhead_rows(report: dict, ran: set[str]) -> None:
@@ -338,56 +251,78 @@ def check_host_overhead_rows(report: dict, ran: set[str]) -> None:
         assert rows[name]["log_lines"] > 0, name  # each log was written
 
 
-@pytest.mark.slow
-def test_host_overhead_times_every_configuration_without_tensorflow(gpu_session):
-    """QUICK's run, TensorFlow hidden: every row but TensorBoard's and the folder's, which say
-    why they were skipped; the table lists them all."""
-    _, out = gpu_session
-    stdout = section((out / "gpu_session.log").read_text(), "host-overhead")
-    assert "| configuration | ms/step | CPU ms/step | x bare fit |" in stdout
-    report = json.loads((out / "host_overhead.json").read_text())
-    assert list(report["rows"]) == list(host_overhead.ROWS)
-    needs_tensorflow = {n for n, (_, need) in host_overhead.ROWS.items() if need == "tensorflow"}
-    check_host_overhead_rows(report, set(host_overhead.ROWS) - needs_tensorflow)
-    assert report["rows"]["trainer-devices"]["device"]["count"] == host_overhead.DEVICES
-    for label, _ in host_overhead.ROWS.values():
-        assert f"| {label} |" in report["table"]
-
-
-@pytest.mark.slow
-def test_host_overhead_times_tensorboard_and_a_streamed_folder(tmp_path):
-    """The rows that need TensorFlow: TensorBoard and the streamed folder through train(), and
-    the folder decoded alone."""
-    pytest.importorskip("tensorflow")
+def test_host_overhead_times_the_trainer_beside_bare_fit_and_jax(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(host_overhead, "run_worker", in_process(host_overhead))
     out = tmp_path / "host.json"
-    rows = "trainer-tensorboard,trainer-folder,folder-decode"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.host_overhead", "--quick", "--rows", rows,
-         "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = "jax,keras-fit,trainer-note"
+    assert host_overhead.main(["--quick", "--rows", rows, "--json", str(out)]) == 0
     report = json.loads(out.read_text())
+    assert list(report["rows"]) == rows.split(",")
     check_host_overhead_rows(report, set(rows.split(",")))
-    assert "streamed image folder" in proc.stdout
+    table = capsys.readouterr().out
+    note, fit = report["rows"]["trainer-note"]["step_ms"], report["rows"]["keras-fit"]["step_ms"]
+    assert f"| train(): note recipe, its log | {note:.3f} |" in table
+    assert f"| {note / fit:.2f} |" in table
+
+
+# Makes TensorFlow and tensorflow-datasets look uninstalled, as on the GPU machine.
+HIDE_TENSORFLOW = """
+from importlib.machinery import PathFinder
+
+_find_spec = PathFinder.find_spec.__func__
+
+
+def find_spec(cls, name, path=None, target=None):
+    if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
+        return None
+    return _find_spec(cls, name, path, target)
+
+
+PathFinder.find_spec = classmethod(find_spec)
+"""
+
+
+def section(log: str, step: str) -> str:
+    """What one step of gpu_session.sh printed, from the session's log."""
+    return log.split(f"== {step}\n", 1)[1].split(f"== {step} exited with", 1)[0]
 
 
 @pytest.mark.slow
-def test_folder_input_times_a_generated_jpeg_folder(tmp_path):
-    """A few dozen tiny JPEGs: every row, the table and the JSON (TensorFlow lists the files)."""
-    pytest.importorskip("tensorflow")
-    out = tmp_path / "folder.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.folder_input", "--images", "40", "--size", "16",
-         "--batch-size", "8", "--repeats", "1", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "| input path | images/s | ms/batch |" in proc.stdout
-    report = json.loads(out.read_text())
-    assert report["benchmark"] == "folder_input" and report["images"] == 40
-    assert len(report["input"]) == 3
-    for name, row in report["input"].items():
-        assert row["images_per_s"] > 0, name
-    streamed = next(row for name, row in report["input"].items() if "streamed" in name)
-    assert streamed["images"] == 40 and streamed["ms_per_batch"] > 0
+def test_gpu_session_script_runs_every_step_quickly_without_tensorflow(tmp_path):
+    """``QUICK=1 bash benchmarks/gpu_session.sh`` with TensorFlow hidden, as on the GPU machine:
+    every step, each report, every framework's row and nothing TensorFlow imported."""
+    (tmp_path / "sitecustomize.py").write_text(HIDE_TENSORFLOW)
+    out = tmp_path / "out"
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "QUICK": "1", "OUT": str(out), "PYTHON": sys.executable,
+           "PYTHONPATH": path}  # fmt: skip
+    script = str(ROOT / "benchmarks" / "gpu_session.sh")
+    proc = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    log = (out / "gpu_session.log").read_text()
+    for name in ("throughput-float32", "throughput-bfloat16", "input-pipeline", "host-overhead"):
+        assert f"== {name} exited with 0" in log, log[-3000:]
+        assert section(log, name).strip(), name
+    assert len(list(out.iterdir())) <= 8  # what the device machine sends back
+    float32, bfloat16 = (
+        json.loads((out / f"throughput-{p}.json").read_text()) for p in ("float32", "bfloat16")
+    )
+    assert list(float32["results"]) == list(throughput.FRAMEWORKS)
+    assert list(bfloat16["results"]) == ["keras", "keras-trainer"]
+    assert (float32["recipe"], bfloat16["recipe"]) == ("paper", "fast")
+    assert bfloat16["precision"] == "mixed_bfloat16" and bfloat16["batch_size"] == 16
+    for report in (float32, bfloat16):
+        assert all("error" not in row for row in report["results"].values()), report["results"]
+        assert report["projection"]["run_s"] > 0
+        assert report["imported"] == []
+    pipeline = json.loads((out / "input_pipeline.json").read_text())
+    assert (
+        pipeline["consumption"]["rates"]["keras"]
+        == bfloat16["results"]["keras"]["train_images_per_s"]
+    )
+    assert pipeline["imported"] == []
+    host = json.loads((out / "host_overhead.json").read_text())
+    assert list(host["rows"]) == list(host_overhead.ROWS)
+    needs_tensorflow = {n for n, (_, need) in host_overhead.ROWS.items() if need == "tensorflow"}
+    check_host_overhead_rows(host, set(host_overhead.ROWS) - needs_tensorflow)
+    assert host["rows"]["trainer-devices"]["device"]["count"] == host_overhead.DEVICES

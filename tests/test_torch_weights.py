@@ -7,92 +7,20 @@ import pytest
 
 import keras_resnet
 from keras_resnet import load_torch_weights
+from keras_resnet.models import get_spec
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
+from benchmarks.torch_resnet import TorchResNet  # noqa: E402  (needs PyTorch)
 
 TOLERANCE = 1e-4
 
 
-def bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1)
-
-
-class TorchBasicBlock(nn.Module):
-    """The notes' BasicBlock, named as its printout: ``features`` and ``shortcut``."""
-
-    expansion = 1
-
-    def __init__(self, cin: int, planes: int, stride: int):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(cin, planes, 3, stride, 1, bias=False),
-            bn(planes),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, 3, 1, 1, bias=False),
-            bn(planes),
-        )
-        self.shortcut = shortcut(cin, planes * self.expansion, stride)
-
-    def forward(self, x):
-        return torch.relu(self.features(x) + self.shortcut(x))
-
-
-class TorchBottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int, stride: int):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(cin, planes, 1, bias=False),
-            bn(planes),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, 3, stride, 1, bias=False),
-            bn(planes),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes * 4, 1, bias=False),
-            bn(planes * 4),
-        )
-        self.shortcut = shortcut(cin, planes * self.expansion, stride)
-
-    def forward(self, x):
-        return torch.relu(self.features(x) + self.shortcut(x))
-
-
-def shortcut(cin: int, cout: int, stride: int) -> nn.Sequential:
-    if stride == 1 and cin == cout:
-        return nn.Sequential()
-    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
-
-
-class TorchResNet(nn.Module):
-    """The notes' ResNet; ``stem="imagenet"`` swaps in torchvision's 7x7/2 stem and max-pool."""
-
-    def __init__(self, block, depths, num_classes: int = 10, stem: str = "cifar"):
-        super().__init__()
-        if stem == "cifar":
-            self.features = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), bn(64), nn.ReLU())
-            self.avg_pool = nn.AvgPool2d(4)
-        else:
-            self.features = nn.Sequential(
-                nn.Conv2d(3, 64, 7, 2, 3, bias=False), bn(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
-            )
-            self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        cin = 64
-        for stage, (depth, planes) in enumerate(
-            zip(depths, (64, 128, 256, 512), strict=True), start=1
-        ):
-            blocks = []
-            for index in range(depth):
-                blocks.append(block(cin, planes, 2 if stage > 1 and index == 0 else 1))
-                cin = planes * block.expansion
-            setattr(self, f"layer{stage}", nn.Sequential(*blocks))
-        self.classifer = nn.Linear(cin, num_classes)  # sic: the notes' spelling
-
-    def forward(self, x):
-        x = self.features(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.classifer(torch.flatten(self.avg_pool(x), 1))
+def twin(name: str, num_classes: int = 10, pad: str = "end", **overrides) -> nn.Module:
+    """The benchmark's PyTorch ResNet of ``name`` in torchvision's names, BN randomised; ``pad``
+    is where its option-A shortcuts add zero channels."""
+    model = TorchResNet(get_spec(name, **overrides), num_classes, pad)
+    return randomised(model, 64 if overrides.get("stem") == "imagenet" else 32)
 
 
 def randomised(module: nn.Module, size: int) -> nn.Module:
@@ -125,27 +53,30 @@ def rename(state_dict, rewrites) -> dict:
     return renamed
 
 
-FEATURES = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
-KUANGLIU = [
-    (r"^((?:layer\d\.\d\.)?)features\.(\d)\.", lambda m: f"{m[1]}{FEATURES[m[2]]}."),
-    (r"^classifer\.", "linear."),
+# torchvision's names -> the notes' (one ``features`` Sequential per block and for the stem,
+# ``shortcut``, ``classifer``) and kuangliu/pytorch-cifar's (``shortcut``, ``linear``).
+INDEX = {"conv1": 0, "bn1": 1, "conv2": 3, "bn2": 4, "conv3": 6, "bn3": 7}
+KUANGLIU = [(r"\.downsample\.", ".shortcut."), (r"^fc\.", "linear.")]
+NOTES = [
+    (r"^((?:layer\d\.\d\.)?)(conv\d|bn\d)\.", lambda m: f"{m[1]}features.{INDEX[m[2]]}."),
+    (r"\.downsample\.", ".shortcut."),
+    (r"^fc\.", "classifer."),
 ]
-TORCHVISION = [*KUANGLIU, (r"\.shortcut\.", ".downsample."), (r"^linear\.", "fc.")]
+AKAMASTER = [(r"^fc\.", "linear.")]
 
 
 @pytest.fixture(scope="module")
 def resnet18_torch() -> nn.Module:
-    return randomised(TorchResNet(TorchBasicBlock, (2, 2, 2, 2)), 32)
+    return twin("resnet18")
 
 
-@pytest.mark.parametrize(
-    ("name", "block", "depths"),
-    [("resnet18", TorchBasicBlock, (2, 2, 2, 2)), ("resnet50", TorchBottleneck, (3, 4, 6, 3))],
-)
-def test_notes_model_gives_the_same_logits(name, block, depths):
-    torch_model = randomised(TorchResNet(block, depths), 32)
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_notes_naming_gives_the_same_logits(name):
+    torch_model = twin(name)
+    state = rename(torch_model.state_dict(), NOTES)
+    assert "layer1.0.features.3.weight" in state and "classifer.weight" in state
     model = keras_resnet.build(name)
-    load_torch_weights(model, torch_model.state_dict())
+    load_torch_weights(model, state)
     assert max_logit_diff(torch_model, model, 32) < TOLERANCE
 
 
@@ -159,10 +90,8 @@ def test_kuangliu_naming_as_numpy_arrays_loads(resnet18_torch):
 
 
 def test_torchvision_naming_loads_into_the_imagenet_stem():
-    torch_model = randomised(
-        TorchResNet(TorchBasicBlock, (2, 2, 2, 2), num_classes=1000, stem="imagenet"), 64
-    )
-    state = rename(torch_model.state_dict(), TORCHVISION)
+    torch_model = twin("resnet18", num_classes=1000, stem="imagenet")
+    state = torch_model.state_dict()
     assert "layer2.0.downsample.0.weight" in state and "fc.bias" in state
     model = keras_resnet.build(
         "resnet18", stem="imagenet", input_shape=(64, 64, 3), num_classes=1000
@@ -189,7 +118,7 @@ def test_input_normalization_and_augmentation_layers_are_skipped(resnet18_torch)
 
 
 def test_errors_name_every_problem_and_leave_the_model_untouched(resnet18_torch):
-    state = dict(resnet18_torch.state_dict())
+    state = rename(resnet18_torch.state_dict(), NOTES)
     del state["layer2.0.shortcut.1.running_var"]
     state["layer5.0.features.0.weight"] = torch.zeros(1)
     state["classifer.weight"] = torch.zeros(7, 512)
@@ -205,133 +134,28 @@ def test_errors_name_every_problem_and_leave_the_model_untouched(resnet18_torch)
 
 
 def test_a_missing_key_in_the_notes_naming_is_reported_canonically(resnet18_torch):
-    state = dict(resnet18_torch.state_dict())
+    state = rename(resnet18_torch.state_dict(), NOTES)
     del state["layer1.0.features.3.weight"]
     with pytest.raises(ValueError, match=r"missing.*layer1\.0\.conv2\.weight"):
         load_torch_weights(keras_resnet.build("resnet18"), state)
 
 
 def test_a_wrongly_shaped_conv_reports_pytorch_layout(resnet18_torch):
-    state = dict(resnet18_torch.state_dict())
+    state = rename(resnet18_torch.state_dict(), NOTES)
     state["features.0.weight"] = torch.zeros(64, 3, 7, 7)
     with pytest.raises(ValueError, match=re.escape("(64, 3, 7, 7), expected (64, 3, 3, 3)")):
         load_torch_weights(keras_resnet.build("resnet18"), state)
 
 
-class LambdaLayer(nn.Module):
-    def __init__(self, function):
-        super().__init__()
-        self.function = function
-
-    def forward(self, x):
-        return self.function(x)
-
-
-class AkamasterBlock(nn.Module):
-    """akamaster/pytorch_resnet_cifar10's BasicBlock: option A pads the new channels on both
-    sides (``planes // 4`` each), or only after the old ones with ``pad="end"``."""
-
-    def __init__(self, cin: int, planes: int, stride: int, pad: str = "both"):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-        self.bn1 = bn(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = bn(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != planes:
-            sides = (planes // 4, planes // 4) if pad == "both" else (0, planes - cin)
-            self.shortcut = LambdaLayer(
-                lambda x: nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, *sides))
-            )
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-class AkamasterResNet(nn.Module):
-    """The 6n+2 CIFAR nets of akamaster/pytorch_resnet_cifar10: ``conv1``, ``bn1``,
-    ``layer1..3``, ``linear``; no shortcut parameters."""
-
-    def __init__(self, n: int, num_classes: int = 10, pad: str = "both"):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = bn(16)
-        cin = 16
-        for stage, planes in enumerate((16, 32, 64), start=1):
-            blocks = []
-            for index in range(n):
-                blocks.append(
-                    AkamasterBlock(cin, planes, 2 if stage > 1 and index == 0 else 1, pad)
-                )
-                cin = planes
-            setattr(self, f"layer{stage}", nn.Sequential(*blocks))
-        self.linear = nn.Linear(64, num_classes)
-
-    def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.linear(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
-
-
-class TorchvisionBlock(nn.Module):
-    """torchvision's BasicBlock: ``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``."""
-
-    expansion = 1
-
-    def __init__(self, cin: int, planes: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-        self.bn1 = bn(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = bn(planes)
-        self.downsample = None
-        if stride != 1 or cin != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(cin, planes, 1, stride, bias=False), bn(planes)
-            )
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
-
-
-class TorchvisionCifarResNet(nn.Module):
-    """torchvision's ResNet-18 as CIFAR ports keep it: a 3x3 stride-1 ``conv1``, no max-pool,
-    ``avgpool`` and ``fc``."""
-
-    def __init__(self, num_classes: int = 10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        self.bn1 = bn(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity()
-        cin = 64
-        for stage, planes in enumerate((64, 128, 256, 512), start=1):
-            first = TorchvisionBlock(cin, planes, 1 if stage == 1 else 2)
-            setattr(
-                self, f"layer{stage}", nn.Sequential(first, TorchvisionBlock(planes, planes, 1))
-            )
-            cin = planes
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, num_classes)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
 def akamaster_state_dict(model: nn.Module) -> dict:
-    """Saved as akamaster's checkpoints are, from nn.DataParallel: every key under ``module.``."""
-    return nn.DataParallel(model).state_dict()
+    """Named and saved as akamaster's checkpoints are: ``linear``, and from nn.DataParallel,
+    every key under ``module.``."""
+    return {f"module.{k}": v for k, v in rename(model.state_dict(), AKAMASTER).items()}
 
 
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
 def test_akamaster_option_a_resnets_give_the_same_logits(depth):
-    torch_model = randomised(AkamasterResNet((depth - 2) // 6), 32)
+    torch_model = twin(f"resnet{depth}", pad="both")
     state = akamaster_state_dict(torch_model)
     assert "module.layer2.0.conv1.weight" in state and "module.linear.weight" in state
     assert not any("shortcut" in key for key in state)
@@ -342,7 +166,7 @@ def test_akamaster_option_a_resnets_give_the_same_logits(depth):
 
 
 def test_option_a_padded_at_the_end_loads_with_option_a_padding_end():
-    torch_model = randomised(AkamasterResNet(1, pad="end"), 32)
+    torch_model = twin("resnet8")
     model = keras_resnet.build("resnet8")
     load_torch_weights(model, torch_model.state_dict(), option_a_padding="end")
     assert max_logit_diff(torch_model, model, 32) < TOLERANCE
@@ -352,17 +176,16 @@ def test_option_a_padded_at_the_end_loads_with_option_a_padding_end():
         load_torch_weights(model, torch_model.state_dict(), option_a_padding="mid")
 
 
-def test_torchvision_style_cifar_resnet_gives_the_same_logits():
-    torch_model = randomised(TorchvisionCifarResNet(), 32)
-    state = torch_model.state_dict()
+def test_torchvision_naming_of_a_cifar_resnet_gives_the_same_logits(resnet18_torch):
+    state = resnet18_torch.state_dict()
     assert "layer2.0.downsample.1.running_var" in state and "fc.weight" in state
     model = keras_resnet.build("resnet18")
     load_torch_weights(model, state)
-    assert max_logit_diff(torch_model, model, 32) < TOLERANCE
+    assert max_logit_diff(resnet18_torch, model, 32) < TOLERANCE
 
 
 def test_skip_head_keeps_the_models_head_and_names_the_skipped_keys():
-    torch_model = randomised(AkamasterResNet(1, num_classes=100), 32)
+    torch_model = twin("resnet8", 100, pad="both")
     model = keras_resnet.build("resnet8", num_classes=10)
     head = [np.array(w) for w in model.get_layer("predictions").weights]
     report = load_torch_weights(model, akamaster_state_dict(torch_model), skip_head=True)
@@ -376,8 +199,8 @@ def test_skip_head_keeps_the_models_head_and_names_the_skipped_keys():
 
 
 def test_strict_false_loads_what_matches_and_reports_the_rest():
-    torch_model = randomised(AkamasterResNet(1, num_classes=7), 32)
-    state = dict(torch_model.state_dict())
+    torch_model = twin("resnet8", 7, pad="both")
+    state = rename(torch_model.state_dict(), AKAMASTER)
     del state["layer3.0.bn2.running_var"]
     state["layer4.0.conv1.weight"] = torch.zeros(1)
     model = keras_resnet.build("resnet8")
