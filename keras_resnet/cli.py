@@ -88,6 +88,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
+TOPOLOGY = ("devices", "coordinator", "num_processes", "process_id")  # where a run trains
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Every setting's flag, and the flags of where and how a run goes on."""
     add_settings(parser)
@@ -124,20 +127,13 @@ def _run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.init_from and not args.resume:  # before Keras is imported: a bad path answers at once
         saving.require_file(args.init_from)
-    return train(
-        config,
-        overwrite=args.overwrite,
-        devices=args.devices,
-        coordinator=args.coordinator,
-        num_processes=args.num_processes,
-        process_id=args.process_id,
-    )
+    topology = {name: getattr(args, name) for name in TOPOLOGY}
+    return train(config, overwrite=args.overwrite, **topology)
 
 
 # The settings an experiment passes on to every run; the recipe gives the rest.
-EXPERIMENT_SETTINGS = tuple(
-    ["epochs", "train_size", "synthetic", "batch_size", "seed", "data_dir", "precision"]
-)
+EXPERIMENT_SETTINGS = ("epochs", "train_size", "synthetic", "batch_size", "seed", "data_dir")
+EXPERIMENT_SETTINGS += ("precision",)
 
 
 def _run_experiment(args: argparse.Namespace) -> int:

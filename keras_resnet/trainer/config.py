@@ -75,15 +75,13 @@ def setting(
     rule (``keras_resnet.checks``; ``choices`` make one); ``shown``: how the help names the
     default, where the value itself would not say it; ``resumable``: a continued run may change
     it (where things are, how verbose, how long)."""
-    metadata = {
-        "notes": notes,
-        "help": help.format(choices=", ".join(choices)),
-        "check": check or checks.one_of(choices),
-        "shown": shown,
-        "metavar": metavar,
-        "resumable": resumable,
-    }
-    return dataclasses.field(default=FROM_RECIPE if recipe_default else notes, metadata=metadata)
+    help = help.format(choices=", ".join(choices))
+    check = check or checks.one_of(choices)
+    metadata = dict(notes=notes, help=help, check=check, shown=shown, metavar=metavar)
+    return dataclasses.field(
+        default=FROM_RECIPE if recipe_default else notes,
+        metadata=metadata | {"resumable": resumable},
+    )
 
 
 def _model_reason(name) -> str | None:
@@ -92,15 +90,6 @@ def _model_reason(name) -> str | None:
     except ValueError as error:
         return ConfigError.from_value_error("model", error).reason
     return None
-
-
-def _milestones_reason(milestones) -> str | None:
-    steps = list(milestones)
-    if all(checks.is_int(m) and 1 <= m <= checks.MAX_STEPS for m in steps) and steps == sorted(
-        set(steps)
-    ):
-        return None
-    return f"must be increasing step numbers from 1 to {checks.MAX_STEPS}, got {steps}"
 
 
 def _init_from_reason(source) -> str | None:
@@ -121,6 +110,13 @@ def _init_from_reason(source) -> str | None:
     return None
 
 
+_MILESTONES = checks.rule(
+    lambda v: (
+        all(checks.is_int(m) and 1 <= m <= checks.MAX_STEPS for m in v)
+        and list(v) == sorted(set(v))
+    ),
+    f"increasing step numbers from 1 to {checks.MAX_STEPS}",
+)
 _IMAGE_SIZE = checks.rule(
     lambda v: isinstance(v, tuple) and len(v) == 2 and all(checks.is_int(s) for s in v),
     "one size or a height and a width in pixels",
@@ -167,7 +163,7 @@ class TrainConfig:
     lr_threshold: float = setting(0.1, "torch_plateau: relative gain", checks.NON_NEGATIVE)
     min_lr: float = setting(0.0, "plateaus' floor, cosine's end", checks.rate(positive=False))
     lr_milestones: tuple[int, ...] = setting(
-        (), "steps schedule: the iterations it cuts at", _milestones_reason, metavar="STEP"
+        (), "steps schedule: the iterations it cuts at", _MILESTONES, metavar="STEP"
     )
     warmup_lr: float = setting(
         0.0, "steps or triangular schedule: warm-up learning rate", checks.rate(positive=False)
