@@ -1,9 +1,5 @@
-"""Training and evaluation throughput: Keras ``model.fit`` vs a hand-written JAX step vs PyTorch.
-
-Each framework runs in a fresh process (this script with ``--worker``), one after the other,
-so compile caches, memory counters and GPU memory pools never mix. benchmarks/README.md
-describes the rows and columns.
-"""
+"""Training and evaluation throughput: Keras ``model.fit`` vs a hand-written JAX step vs PyTorch,
+each in a fresh process (``--worker``); benchmarks/README.md describes the rows and columns."""
 
 from __future__ import annotations
 
@@ -65,7 +61,7 @@ def trainer_model(args: argparse.Namespace, config):
     return model
 
 
-def peak_memory(device_peak: int | None = None) -> dict:
+def peak_memory(device_peak: int | None) -> dict:
     """The device's peak bytes where it counts them (GPUs), else this process's max RSS."""
     if device_peak is None:
         return {"peak_memory_bytes": max_rss_bytes(), "peak_memory_kind": "max_rss_cpu"}
@@ -373,46 +369,44 @@ def main(argv: list[str] | None = None) -> int:
 
         work = {"keras": keras_worker, "jax": jax_worker, "torch": torch_worker}[args.worker]
         result = work(args, trainer_config(args))
-        modules = [m for m in ("keras", "jax", "torch") if m in sys.modules]
-        versions = {m: sys.modules[m].__version__ for m in modules}
+        versions = {m: sys.modules[m].__version__ for m in ("keras", "jax", "torch")
+                    if m in sys.modules}  # fmt: skip
         send_result({**result, "versions": versions, "imported": tensorflow_imported()})
         return 0
     notes = []
     if "torch" in args.frameworks and importlib.util.find_spec("torch") is None:
         args.frameworks.remove("torch")
         notes.append("torch skipped: PyTorch is not importable here")
-    load = [os.getloadavg()[0]]
     workers = list(dict.fromkeys(WORKERS[f] for f in args.frameworks))
-    rounds = []  # every worker once per round, interleaved: a busy spell hits every row alike
-    for number in range(args.rounds):
+    # The torch worker reads keras_resnet's specs only: JAX stays off the GPU there.
+    envs = {w: {**os.environ, **({"JAX_PLATFORMS": "cpu"} if w == "torch" else {})}
+            for w in workers}  # fmt: skip
+    load, rounds = [os.getloadavg()[0]], []
+    for number in range(args.rounds):  # every worker once a round: a busy spell hits all alike
         print(f"round {number + 1} of {args.rounds}: {', '.join(workers)}", file=sys.stderr)
-        # The torch worker reads keras_resnet's specs only: JAX stays off the GPU there.
-        envs = {w: {**os.environ, **({"JAX_PLATFORMS": "cpu"} if w == "torch" else {})}
-                for w in workers}  # fmt: skip
         rounds.append({w: run_worker("throughput", [*argv, "--worker", w], envs[w])
                        for w in workers})  # fmt: skip
     load.append(os.getloadavg()[0])
     if max(load) > 0.5 * (os.cpu_count() or 1):
-        notes.append(
-            f"warning: the host was busy (1-minute load average {load[0]:.1f} before, "
-            f"{load[1]:.1f} after, on {os.cpu_count()} cores): CPU-bound rates are noisy"
-        )
+        notes.append(f"warning: the host was busy (1-minute load average {load[0]:.1f} before, "
+                     f"{load[1]:.1f} after, on {os.cpu_count()} cores): CPU-bound rates are "
+                     "noisy")  # fmt: skip
     rows = {}
     for name in args.frameworks:
         found = [r[WORKERS[name]] for r in rounds]
         rows[name] = median_round([r["rows"][name] if "rows" in r else r for r in found])
-    first = rounds[0]
+    first = [r for r in rounds[0].values() if "error" not in r]
     imported = sorted({m for r in rounds for w in r.values() for m in w.get("imported", [])})
     if imported:
         notes.append(f"imported during the run: {', '.join(imported)} (should not be)")
-    devices = {("PyTorch" if w == "torch" else "JAX", r["device"]["platform"],
-                r["device"]["device_kind"]) for w, r in first.items() if "device" in r}  # fmt: skip
-    device = ", ".join(f"{name} {platform_} ({kind})" for name, platform_, kind in sorted(devices))
+    device = ", ".join(sorted({f"{'PyTorch' if 'torch_threads' in r else 'JAX'} "
+                               f"{r['device']['platform']} ({r['device']['device_kind']})"
+                               for r in first}))  # fmt: skip
     versions = {"python": platform.python_version()}
-    for result in first.values():
-        versions.update(result.get("versions", {}))
-    parameters = next((r["parameters"] for r in first.values() if "parameters" in r), 0)
-    spe = first.get("keras", {}).get("steps_per_execution", 1)
+    for result in first:
+        versions.update(result["versions"])
+    parameters = next((r["parameters"] for r in first if "parameters" in r), 0)
+    spe = next((r["steps_per_execution"] for r in first if "steps_per_execution" in r), 1)
     header = (
         f"**{args.model}** ({parameters:,} trainable parameters), batch {args.batch_size}, "
         f"{args.precision}{f', recipe {args.recipe}' if args.recipe else ''}, {args.steps} timed "
@@ -424,8 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         f"versions: {', '.join(f'{k} {v}' for k, v in versions.items())}; {utc_now()}"
     )
     rates = {n: r["train_images_per_s"] for n, r in rows.items() if "error" not in r}
-    ratios = {f"keras/{n}": rates["keras"] / rates[n] for n in rates if "keras" in rates}
-    ratios.pop("keras/keras", None)
+    ratios = {f"keras/{n}": rates["keras"] / rate for n, rate in rates.items()
+              if n != "keras" and "keras" in rates}  # fmt: skip
     lines = [f"{k} = {v:.2f}" for k, v in ratios.items()]
     if "keras/jax" in ratios:
         lines.append(f"Keras fit reaches {ratios['keras/jax']:.0%} of the hand-written JAX step")
@@ -435,9 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(training at the keras-trainer rate, evaluation at the keras one) = "
             f"{projected['run_s'] / 60:.1f} min projected, from generated images"
         )
-    where = device_slug(
-        first.get("keras", first.get("jax", first.get("torch", {}))).get("device", {})
-    )
+    where = device_slug(first[0]["device"] if first else {})
     path = Path(args.json or RESULTS_DIR / f"throughput-{slug(args.model)}-{where}.json")
     publish("throughput", path, header, markdown_table(rows), lines + notes, model=args.model,
             recipe=args.recipe, batch_size=args.batch_size, precision=args.precision,
