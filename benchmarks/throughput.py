@@ -56,8 +56,7 @@ def trainer_model(args: argparse.Namespace, config):
 
     keras.mixed_precision.set_global_policy(config.precision)
     model = build_model(config, steps_per_epoch=1)
-    if args.steps_per_execution:
-        model.steps_per_execution = args.steps_per_execution
+    model.steps_per_execution = args.steps_per_execution
     return model
 
 
@@ -98,9 +97,8 @@ def keras_worker(args: argparse.Namespace, config) -> dict:
         on_test_batch_begin, on_test_batch_end = on_train_batch_begin, on_train_batch_end
 
     model = trainer_model(args, config)
-    spe = int(model.steps_per_execution or 1)
-    warmup, steps, batch = round_up(args.warmup, spe), round_up(args.steps, spe), args.batch_size
-    images, labels = generated_batches((warmup + steps) * batch)
+    spe, warmup, steps, batch = model.steps_per_execution, args.warmup, args.steps, args.batch_size
+    images, labels = generated_batches(args.images)
 
     def fit(data, callbacks=()) -> dict:
         clock = StepClock()
@@ -113,8 +111,8 @@ def keras_worker(args: argparse.Namespace, config) -> dict:
     if "keras" in args.frameworks:
         rows["keras"] = fit((images, labels, batch))
         if args.eval_steps:
-            eval_steps, eb = round_up(args.eval_steps, spe), args.eval_batch_size
-            x, y = generated_batches(eval_steps * eb, seed=1)
+            eval_steps, eb = args.eval_steps, args.eval_batch_size
+            x, y = generated_batches(args.eval_images, seed=1)
             started = time.perf_counter()
             model.evaluate(x[: spe * eb], y[: spe * eb], batch_size=eb, verbose=0)  # compiles
             rows["keras"]["eval_first_call_s"] = time.perf_counter() - started
@@ -127,8 +125,7 @@ def keras_worker(args: argparse.Namespace, config) -> dict:
         rows["keras-trainer"] = fit((batches,), [SetEpoch(batches), StopOnNaN(), StopOnSignal()])
         rows["keras-trainer"]["compiled_above"] = "keras" in args.frameworks
     parameters = sum(int(w.numpy().size) for w in model.trainable_weights)
-    return {"rows": rows, "parameters": parameters, "steps_per_execution": spe, "steps": steps,
-            "warmup": warmup, "device": jax_device()}  # fmt: skip
+    return {"rows": rows, "parameters": parameters, "device": jax_device()}
 
 
 def jax_worker(args: argparse.Namespace, config) -> dict:
@@ -300,17 +297,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first")
     parser.add_argument("--eval-batch-size", type=positive_int, default=512)
     parser.add_argument("--eval-steps", type=non_negative_int, help="default: --steps; 0: none")
-    parser.add_argument("--steps-per-execution", type=positive_int, help="Keras rows' override")
+    parser.add_argument("--steps-per-execution", type=positive_int, default=1, help="Keras rows'")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="some of the rows")
     parser.add_argument("--rounds", type=positive_int, default=1, help="interleaved, median")
     parser.add_argument("--json", help="default: benchmarks/results/throughput-<model>-<device>")
     parser.add_argument("--worker", choices=("keras", "jax", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.frameworks = rows_chosen(parser, args.frameworks, FRAMEWORKS, "--frameworks")
-    if args.steps_per_execution:  # whole executions only, the same steps for every row
-        args.steps = round_up(args.steps, args.steps_per_execution)
-        args.warmup = round_up(args.warmup, args.steps_per_execution)
-    args.eval_steps = args.steps if args.eval_steps is None else args.eval_steps
+    spe = args.steps_per_execution  # whole executions only, the same steps for every row
+    args.steps, args.warmup = round_up(args.steps, spe), round_up(args.warmup, spe)
+    args.eval_steps = args.steps if args.eval_steps is None else round_up(args.eval_steps, spe)
     config = trainer_config(args)
     args.model, args.batch_size, args.precision = config.model, config.batch_size, config.precision
     args.images = (args.warmup + args.steps) * args.batch_size
@@ -406,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     for result in first:
         versions.update(result["versions"])
     parameters = next((r["parameters"] for r in first if "parameters" in r), 0)
-    spe = next((r["steps_per_execution"] for r in first if "steps_per_execution" in r), 1)
+    spe = args.steps_per_execution
     header = (
         f"**{args.model}** ({parameters:,} trainable parameters), batch {args.batch_size}, "
         f"{args.precision}{f', recipe {args.recipe}' if args.recipe else ''}, {args.steps} timed "
