@@ -1,5 +1,5 @@
-"""What every benchmark shares, free of any framework import at the top: the PyTorch workers use
-it without JAX or Keras."""
+"""What every benchmark shares, free of framework imports: the PyTorch workers use it without
+JAX or Keras."""
 
 from __future__ import annotations
 
@@ -29,18 +29,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def positive_int(text: str, minimum: int = 1) -> int:
+    if int(text) < minimum:
+        raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {text}")
+    return int(text)
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+    return positive_int(text, minimum=0)
 
 
 def rows_chosen(parser: argparse.ArgumentParser, text: str, rows, flag: str = "--rows") -> list:
@@ -57,7 +53,7 @@ def round_up(value: int, multiple: int) -> int:
 
 
 def median_seconds(run, repeats: int, warm_up: bool = True) -> float:
-    """The median wall time of ``repeats`` calls of ``run``, after one untimed call (compiles,
+    """The median wall time of ``repeats`` calls of ``run``, after an untimed one (compiles,
     warms caches) unless ``warm_up`` is False."""
     if warm_up:
         run()
@@ -89,8 +85,7 @@ def generated_batches(n_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
     """Random uint8 images and int32 labels: speed does not depend on the pixels."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(n_images, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, NUM_CLASSES, size=n_images).astype(np.int32)
-    return images, labels
+    return images, rng.integers(0, NUM_CLASSES, size=n_images).astype(np.int32)
 
 
 def fmt_rate(value: float | None) -> str:
@@ -100,19 +95,11 @@ def fmt_rate(value: float | None) -> str:
 
 
 def run_worker(module: str, argv: list[str], env: dict | None = None) -> dict:
-    """``python -m benchmarks.<module> ARGV`` in a fresh process: the dict its last ``RESULT``
-    line holds, else ``{"error": ...}`` with the end of its output.
-
-    A fresh process per measurement: XLA reads its flags once, and compile caches, memory
-    counters and GPU memory pools must not carry over from one row to the next.
-    """
-    proc = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    """``python -m benchmarks.<module> ARGV`` in a fresh process, as XLA reads its flags once
+    and compile caches and memory counters must not carry over: the dict of its last
+    ``RESULT`` line, else ``{"error": ...}`` with the end of its output."""
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *argv], cwd=ROOT,
+                          env=env, capture_output=True, text=True)  # fmt: skip
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if not lines:
         return {"error": f"exited with {proc.returncode}: {(proc.stdout + proc.stderr)[-3000:]}"}
@@ -125,35 +112,25 @@ def send_result(result: dict) -> None:
 
 
 def jax_device() -> dict:
-    """The default JAX device, as every report names it."""
     import jax
 
     device = jax.devices()[0]
-    return {
-        "platform": device.platform,
-        "device_kind": device.device_kind,
-        "count": jax.device_count(),
-    }
+    return {"platform": device.platform, "device_kind": device.device_kind,
+            "count": jax.device_count()}  # fmt: skip
 
 
 def device_slug(device: dict) -> str:
     return "cpu" if device.get("platform") == "cpu" else slug(device.get("device_kind", ""))
 
 
-def host() -> dict:
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-    }
-
-
 def publish(benchmark: str, path: Path, header: str, table: str, notes=(), **fields) -> None:
     """Prints the header, the table and any notes; writes them, the host and ``fields`` as the
     benchmark's JSON report at ``path``."""
     print(f"{header}\n\n{table}" + "".join(f"\n{line}" for line in ["", *notes] if notes))
-    report = {"benchmark": benchmark, "date": utc_now(), "host": host(), **fields}
+    host = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
+    report = {"benchmark": benchmark, "date": utc_now(), "host": host, **fields}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**report, "header": header, "table": table}, indent=2) + "\n")
     print(f"\nwrote {path}")

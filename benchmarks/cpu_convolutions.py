@@ -1,9 +1,7 @@
 """XLA's CPU convolutions, YNNPACK (jaxlib's default) vs Eigen (keras_resnet's), vs PyTorch.
 
 GFLOP/s of the forward pass, input gradient and weight gradient of each 3x3 convolution of
-ResNet-18's CIFAR stages, one process per setting (XLA reads its flags once per process). With
-``--train-model``, ``benchmarks.throughput``'s Keras row under each XLA setting and its PyTorch
-row too. The rows are described in benchmarks/README.md.
+ResNet-18's CIFAR stages, one process per setting: XLA reads its flags once per process.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from pathlib import Path
 
 from benchmarks.common import (
     RESULTS_DIR,
-    fmt_rate,
     median_seconds,
     positive_int,
     publish,
@@ -31,7 +28,7 @@ SETTINGS = {
     "xla-ynnpack": f"{YNN_OPTION}=+individual_convolution",
     "xla-eigen": f"{YNN_OPTION}=-individual_convolution",
 }
-ROWS = ("xla-ynnpack", "xla-eigen", "xla-eigen-matmul-wgrad", "torch")
+ROWS = (*SETTINGS, "torch")
 STAGES = ((32, 64), (16, 128), (8, 256), (4, 512))  # (side, channels) of ResNet-18's stages
 OPS = ("forward", "input grad", "weight grad")
 
@@ -40,7 +37,7 @@ def gflops(batch: int, side: int, channels: int) -> float:
     return 2 * batch * side * side * channels * channels * 9 / 1e9
 
 
-def xla_worker(args, matmul_wgrad: bool) -> dict:
+def xla_worker(args: argparse.Namespace) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -51,22 +48,11 @@ def xla_worker(args, matmul_wgrad: bool) -> dict:
             x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
 
-    def weight_grad(x, w, dy):
-        return jax.vjp(lambda w: conv(x, w), w)[1](dy)[0]
-
-    def weight_grad_matmul(x, w, dy):
-        """dW[i, j] = x shifted by (i, j), flattened, transposed, times dy flattened."""
-        _, h, width, c = x.shape
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        dy = dy.reshape(-1, dy.shape[-1])
-        rows = [
-            jnp.stack([padded[:, i : i + h, j : j + width].reshape(-1, c).T @ dy for j in range(3)])
-            for i in range(3)
-        ]
-        return jnp.stack(rows)
-
     def input_grad(x, w, dy):
         return jax.vjp(lambda x: conv(x, w), x)[1](dy)[0]
+
+    def weight_grad(x, w, dy):
+        return jax.vjp(lambda w: conv(x, w), w)[1](dy)[0]
 
     rng = np.random.default_rng(0)
     result = {}
@@ -75,36 +61,19 @@ def xla_worker(args, matmul_wgrad: bool) -> dict:
         x = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
         dy = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
         w = jnp.asarray(0.05 * rng.standard_normal((3, 3, channels, channels), dtype=np.float32))
-        functions = {
-            "forward": (jax.jit(conv), (x, w)),
-            "input grad": (jax.jit(input_grad), (x, w, dy)),
-            "weight grad": (
-                jax.jit(weight_grad_matmul if matmul_wgrad else weight_grad),
-                (x, w, dy),
-            ),
+        functions = {"forward": (jax.jit(conv), (x, w)),
+                     "input grad": (jax.jit(input_grad), (x, w, dy)),
+                     "weight grad": (jax.jit(weight_grad), (x, w, dy))}  # fmt: skip
+        result[f"{side}x{side}x{channels}"] = {
+            op: gflops(args.batch, side, channels)
+            / median_seconds(lambda f=f, a=a: jax.block_until_ready(f(*a)), args.repeats)
+            for op, (f, a) in functions.items()
         }
-        if matmul_wgrad:  # only the weight gradient differs from xla-eigen; check it agrees
-            functions = {"weight grad": functions["weight grad"]}
-            expected = jax.jit(weight_grad)(x, w, dy)
-            got = functions["weight grad"][0](x, w, dy)
-            error = float(jnp.abs(got - expected).max() / jnp.abs(expected).max())
-            if error > 1e-4:
-                raise AssertionError(f"matmul weight gradient is off by {error:.1e} (relative)")
-        key = f"{side}x{side}x{channels}"
-        result[key] = {}
-        for op, (function, inputs) in functions.items():
-            seconds = median_seconds(
-                lambda f=function, a=inputs: jax.block_until_ready(f(*a)), args.repeats
-            )
-            result[key][op] = gflops(args.batch, side, channels) / seconds
-    return {
-        "stages": result,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "versions": {"jax": jax.__version__},
-    }
+    return {"stages": result, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "versions": {"jax": jax.__version__}}  # fmt: skip
 
 
-def torch_worker(args) -> dict:
+def torch_worker(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
@@ -112,10 +81,8 @@ def torch_worker(args) -> dict:
     result = {}
     for side, channels in STAGES:
         nchw = (args.batch, channels, side, side)
-        x = torch.from_numpy(rng.standard_normal(nchw, dtype=np.float32))
-        x = x.contiguous(memory_format=torch.channels_last)
-        dy = torch.from_numpy(rng.standard_normal(nchw, dtype=np.float32))
-        dy = dy.contiguous(memory_format=torch.channels_last)
+        x, dy = (torch.from_numpy(rng.standard_normal(nchw, dtype=np.float32))
+                 .contiguous(memory_format=torch.channels_last) for _ in range(2))  # fmt: skip
         w = torch.from_numpy(
             0.05 * rng.standard_normal((channels, channels, 3, 3), dtype=np.float32)
         )
@@ -130,43 +97,21 @@ def torch_worker(args) -> dict:
             "input grad": lambda: backward((True, False, False)),
             "weight grad": lambda: backward((False, True, False)),
         }
-        key = f"{side}x{side}x{channels}"
-        result[key] = {
+        result[f"{side}x{side}x{channels}"] = {
             op: gflops(args.batch, side, channels) / median_seconds(function, args.repeats)
             for op, function in functions.items()
         }
-    return {
-        "stages": result,
-        "versions": {"torch": torch.__version__},
-        "threads": torch.get_num_threads(),
-    }
+    return {"stages": result, "versions": {"torch": torch.__version__},
+            "threads": torch.get_num_threads()}  # fmt: skip
 
 
-def cpu_env(xla_flags: str | None) -> dict:
-    """This process's environment on the CPU, under ``XLA_FLAGS=xla_flags`` where given."""
-    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-    return env if xla_flags is None else {**env, "XLA_FLAGS": xla_flags}
-
-
-def run_row(args, row: str) -> dict:
+def run_row(args: argparse.Namespace, row: str) -> dict:
     print(f"[{row}] running ...", file=sys.stderr, flush=True)
-    flags = None if row == "torch" else SETTINGS.get(row, SETTINGS["xla-eigen"])
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    if row in SETTINGS:
+        env["XLA_FLAGS"] = SETTINGS[row]
     argv = ["--worker", row, "--batch", str(args.batch), "--repeats", str(args.repeats)]
-    return run_worker("cpu_convolutions", argv, cpu_env(flags))
-
-
-def run_training(args) -> dict:
-    """benchmarks.throughput's keras row under each XLA setting, and its torch row once."""
-    rows = {}
-    plan = [(name, flags, "keras") for name, flags in SETTINGS.items()] + [("torch", None, "torch")]
-    for name, flags, framework in plan:
-        print(f"[train {name}] {args.train_model} ...", file=sys.stderr, flush=True)
-        argv = ["--worker", framework, "--frameworks", framework, "--model", args.train_model,
-                "--batch-size", str(args.train_batch_size), "--steps", str(args.train_steps),
-                "--warmup", str(args.train_warmup), "--eval-steps", "0"]  # fmt: skip
-        result = run_worker("throughput", argv, cpu_env(flags))
-        rows[name] = result["rows"][framework] if "rows" in result else result
-    return rows
+    return run_worker("cpu_convolutions", argv, env)
 
 
 def conv_table(results: dict) -> str:
@@ -187,30 +132,11 @@ def conv_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def training_table(rows: dict, model: str) -> str:
-    torch_rate = (rows.get("torch") or {}).get("train_images_per_s")
-    lines = [
-        f"| {model} training | img/s | PyTorch / this |",
-        "|---|---:|---:|",
-    ]
-    for name, row in rows.items():
-        rate = row.get("train_images_per_s")
-        ratio = f"{torch_rate / rate:.2f}x" if rate and torch_rate else "-"
-        label = {"torch": "PyTorch"}.get(name, f"Keras fit, {name}")
-        lines.append(f"| {label} | {fmt_rate(rate) if rate else row.get('error', '-')[:60]} | "
-                     f"{ratio} |")  # fmt: skip
-    return "\n".join(lines)
-
-
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=positive_int, default=128)
     parser.add_argument("--repeats", type=positive_int, default=5, help="timed calls (median)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
-    parser.add_argument("--train-model", help="also time training of this model per setting")
-    parser.add_argument("--train-batch-size", type=positive_int, default=128)
-    parser.add_argument("--train-steps", type=positive_int, default=10)
-    parser.add_argument("--train-warmup", type=positive_int, default=2)
     parser.add_argument("--json", help="default: benchmarks/results/cpu_convolutions.json")
     parser.add_argument("--worker", choices=ROWS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -218,28 +144,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.worker == "torch":
-        send_result(torch_worker(args))
-    elif args.worker:
-        send_result(xla_worker(args, matmul_wgrad=args.worker == "xla-eigen-matmul-wgrad"))
     if args.worker:
+        send_result(torch_worker(args) if args.worker == "torch" else xla_worker(args))
         return 0
     results = {row: run_row(args, row) for row in args.rows}
-    training = run_training(args) if args.train_model else {}
     header = (
         f"CPU convolutions, batch {args.batch}, 3x3 stride 1, float32, GFLOP/s (median of "
         f"{args.repeats}); {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
         f"(load average {os.getloadavg()[0]:.1f}); {utc_now()}"
     )
     notes = [f"{row} failed: {r['error']}" for row, r in results.items() if "error" in r]
-    if training:
-        notes += ["", training_table(training, args.train_model)]
     path = Path(args.json or RESULTS_DIR / "cpu_convolutions.json")
-    training_report = {"model": args.train_model, "rows": training} if training else None
     publish("cpu_convolutions", path, header, conv_table(results), notes, batch=args.batch,
-            settings=SETTINGS, results=results, training=training_report)  # fmt: skip
+            settings=SETTINGS, results=results)  # fmt: skip
     return 0
 
 

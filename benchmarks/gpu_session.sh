@@ -1,14 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU figure docs/performance.md needs, in order of importance, each step under its own
-# time limit (580 s in all) so a short lease still returns the first tables:
-#   1. throughput of the paper recipe (ResNet-18, float32, batch 128) and the fast one
-#      (bfloat16, batch 512): Keras fit vs JAX vs PyTorch, and each recipe's projected run;
-#   2. input_pipeline against the bfloat16 rates; 3. host_overhead on the GPU (its TensorFlow
-#      and virtual-device rows left out).
-# Results go to $OUT (default benchmarks/results): gpu_session.log, each step's output between
-# "== NAME" and "== NAME exited with ...", and 4 JSON reports. QUICK=1 runs every step briefly
-# with tiny settings, to check the script on a CPU. Without keras, the wheels in .whl/ are
-# installed first (see benchmarks/README.md).
+# Every GPU figure docs/performance.md needs, most important first, each step under its own
+# time limit (580 s in all) so that a short lease still returns the first tables. QUICK=1 runs
+# every step briefly on a CPU; benchmarks/README.md#a-gpu-session says what it writes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}

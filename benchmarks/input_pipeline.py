@@ -1,12 +1,7 @@
-"""Speed of the training input path alone, against the rate at which the model consumes images.
+"""Speed of the training input path alone, against the rate at which the model consumes images
+(a ``benchmarks.throughput`` JSON's Keras row, ``--against``, else a short Keras run here).
 
-``CifarBatches`` as ``train.py`` uses it (``train=True``: a per-epoch shuffle and a gather of
-uint8 images; ``train=False``: slices), over epochs of ``--images`` generated images, and
-``RandomCropFlip`` jitted alone on the device. With ``--folder N``, also a folder of N generated
-64x64 JPEGs read by ``load_folder``: decoded into memory, and streamed (``FolderImages``). The
-model's rate is the Keras row of a ``benchmarks.throughput`` JSON (``--against``), else a short
-Keras run here. In ``train.py`` batches are made between steps, so the input path should be
-several times (``TARGET``) faster than the model.
+``train.py`` makes batches between steps, so the input path should be ``TARGET`` times faster.
 """
 
 from __future__ import annotations
@@ -78,8 +73,8 @@ def time_augmentation(batch_size: int, repeats: int, batches: int = 200) -> dict
 
 
 def time_folder(images: int, batch_size: int, repeats: int) -> dict[str, dict]:
-    """``images`` JPEGs (smooth random pictures, photo-sized files) in class folders, and a
-    test split a tenth the size: ``load_folder`` decoding them all, then streamed epochs."""
+    """``load_folder`` decoding ``images`` smooth random JPEGs and a test split a tenth the size,
+    then epochs of them streamed."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -98,12 +93,9 @@ def time_folder(images: int, batch_size: int, repeats: int) -> dict[str, dict]:
         seconds = time.perf_counter() - started
         files = len(held.train) + len(held.test)
         streamed = load_folder(root, max_memory_gb=1e-9)
-        return {
-            "load_folder into memory (list, check sizes, decode all)": rate(files, 0, seconds),
-            f"CifarBatches over FolderImages (streamed, {DECODE_THREADS} threads)": time_epochs(
-                streamed.train, batch_size, True, repeats
-            ),
-        }  # fmt: skip
+        streamed_name = f"CifarBatches over FolderImages (streamed, {DECODE_THREADS} threads)"
+        return {"load_folder into memory (list, check sizes, decode all)": rate(files, 0, seconds),
+                streamed_name: time_epochs(streamed.train, batch_size, True, repeats)}  # fmt: skip
 
 
 def consumption(args: argparse.Namespace) -> dict:
@@ -125,7 +117,7 @@ def consumption(args: argparse.Namespace) -> dict:
             "batch_size": args.batch_size, "precision": args.precision}  # fmt: skip
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet18", help="for the Keras measurement")
     parser.add_argument("--batch-size", type=positive_int, default=128)
@@ -139,24 +131,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     consumer = consumption(args)
     keras_rate = consumer["rates"]["keras"]
-    split = Split(*generated_batches(args.images))
+    data, batch, repeats = Split(*generated_batches(args.images)), args.batch_size, args.repeats
     paths = {
-        "CifarBatches train=True (shuffle + gather), host": time_epochs(
-            split, args.batch_size, True, args.repeats
-        ),
-        "CifarBatches train=False (slices only), host": time_epochs(
-            split, args.batch_size, False, args.repeats
-        ),
-        "RandomCropFlip + cutout 12, jitted on the device": time_augmentation(
-            args.batch_size, args.repeats
-        ),
+        "CifarBatches train=True (shuffle + gather), host": time_epochs(data, batch, True, repeats),
+        "CifarBatches train=False (slices only), host": time_epochs(data, batch, False, repeats),
+        "RandomCropFlip + cutout 12, jitted on the device": time_augmentation(batch, repeats),
     }
     if args.folder:
-        paths.update(time_folder(args.folder, args.batch_size, args.repeats))
+        paths.update(time_folder(args.folder, batch, repeats))
     train_rate = next(iter(paths.values()))["images_per_s"]
     ratio = train_rate / keras_rate
     inline_rate = 1.0 / (1.0 / keras_rate + 1.0 / train_rate)  # batches made between steps
@@ -182,11 +168,8 @@ def main(argv=None) -> int:
         f"in-line cost in train.py: ~{fmt_rate(inline_rate)} img/s instead of "
         f"{fmt_rate(keras_rate)} ({1 - inline_rate / keras_rate:.1%} slower)",
     ]
-    notes += [
-        f"against {name}: {fmt_rate(rate)} img/s ({train_rate / rate:,.1f}x)"
-        for name, rate in consumer["rates"].items()
-        if name != "keras" and rate
-    ]
+    notes += [f"against {name}: {fmt_rate(rate)} img/s ({train_rate / rate:,.1f}x)"
+              for name, rate in consumer["rates"].items() if name != "keras" and rate]  # fmt: skip
     path = Path(args.json or RESULTS_DIR / f"input_pipeline-{slug(consumer['model'])}.json")
     imported = tensorflow_imported() if not args.folder else []
     publish("input_pipeline", path, header, "\n".join(lines), notes, batch_size=args.batch_size,

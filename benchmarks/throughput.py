@@ -1,9 +1,5 @@
-"""Training and evaluation throughput: Keras ``model.fit`` vs a hand-written JAX step vs PyTorch.
-
-Each framework runs in a fresh process (this script with ``--worker``), one after the other,
-so compile caches, memory counters and GPU memory pools never mix. benchmarks/README.md
-describes the rows and columns.
-"""
+"""Training and evaluation throughput: Keras ``model.fit`` vs a hand-written JAX step vs PyTorch,
+each in a fresh process (``--worker``); benchmarks/README.md describes the rows and columns."""
 
 from __future__ import annotations
 
@@ -60,12 +56,11 @@ def trainer_model(args: argparse.Namespace, config):
 
     keras.mixed_precision.set_global_policy(config.precision)
     model = build_model(config, steps_per_epoch=1)
-    if args.steps_per_execution:
-        model.steps_per_execution = args.steps_per_execution
+    model.steps_per_execution = args.steps_per_execution
     return model
 
 
-def peak_memory(device_peak: int | None = None) -> dict:
+def peak_memory(device_peak: int | None) -> dict:
     """The device's peak bytes where it counts them (GPUs), else this process's max RSS."""
     if device_peak is None:
         return {"peak_memory_bytes": max_rss_bytes(), "peak_memory_kind": "max_rss_cpu"}
@@ -102,9 +97,8 @@ def keras_worker(args: argparse.Namespace, config) -> dict:
         on_test_batch_begin, on_test_batch_end = on_train_batch_begin, on_train_batch_end
 
     model = trainer_model(args, config)
-    spe = int(model.steps_per_execution or 1)
-    warmup, steps, batch = round_up(args.warmup, spe), round_up(args.steps, spe), args.batch_size
-    images, labels = generated_batches((warmup + steps) * batch)
+    spe, warmup, steps, batch = model.steps_per_execution, args.warmup, args.steps, args.batch_size
+    images, labels = generated_batches(args.images)
 
     def fit(data, callbacks=()) -> dict:
         clock = StepClock()
@@ -117,8 +111,8 @@ def keras_worker(args: argparse.Namespace, config) -> dict:
     if "keras" in args.frameworks:
         rows["keras"] = fit((images, labels, batch))
         if args.eval_steps:
-            eval_steps, eb = round_up(args.eval_steps, spe), args.eval_batch_size
-            x, y = generated_batches(eval_steps * eb, seed=1)
+            eval_steps, eb = args.eval_steps, args.eval_batch_size
+            x, y = generated_batches(args.eval_images, seed=1)
             started = time.perf_counter()
             model.evaluate(x[: spe * eb], y[: spe * eb], batch_size=eb, verbose=0)  # compiles
             rows["keras"]["eval_first_call_s"] = time.perf_counter() - started
@@ -131,8 +125,7 @@ def keras_worker(args: argparse.Namespace, config) -> dict:
         rows["keras-trainer"] = fit((batches,), [SetEpoch(batches), StopOnNaN(), StopOnSignal()])
         rows["keras-trainer"]["compiled_above"] = "keras" in args.frameworks
     parameters = sum(int(w.numpy().size) for w in model.trainable_weights)
-    return {"rows": rows, "parameters": parameters, "steps_per_execution": spe, "steps": steps,
-            "warmup": warmup, "device": jax_device()}  # fmt: skip
+    return {"rows": rows, "parameters": parameters, "device": jax_device()}
 
 
 def jax_worker(args: argparse.Namespace, config) -> dict:
@@ -304,17 +297,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first")
     parser.add_argument("--eval-batch-size", type=positive_int, default=512)
     parser.add_argument("--eval-steps", type=non_negative_int, help="default: --steps; 0: none")
-    parser.add_argument("--steps-per-execution", type=positive_int, help="Keras rows' override")
+    parser.add_argument("--steps-per-execution", type=positive_int, default=1, help="Keras rows'")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="some of the rows")
     parser.add_argument("--rounds", type=positive_int, default=1, help="interleaved, median")
     parser.add_argument("--json", help="default: benchmarks/results/throughput-<model>-<device>")
     parser.add_argument("--worker", choices=("keras", "jax", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.frameworks = rows_chosen(parser, args.frameworks, FRAMEWORKS, "--frameworks")
-    if args.steps_per_execution:  # whole executions only, the same steps for every row
-        args.steps = round_up(args.steps, args.steps_per_execution)
-        args.warmup = round_up(args.warmup, args.steps_per_execution)
-    args.eval_steps = args.steps if args.eval_steps is None else args.eval_steps
+    spe = args.steps_per_execution  # whole executions only, the same steps for every row
+    args.steps, args.warmup = round_up(args.steps, spe), round_up(args.warmup, spe)
+    args.eval_steps = args.steps if args.eval_steps is None else round_up(args.eval_steps, spe)
     config = trainer_config(args)
     args.model, args.batch_size, args.precision = config.model, config.batch_size, config.precision
     args.images = (args.warmup + args.steps) * args.batch_size
@@ -373,46 +365,44 @@ def main(argv: list[str] | None = None) -> int:
 
         work = {"keras": keras_worker, "jax": jax_worker, "torch": torch_worker}[args.worker]
         result = work(args, trainer_config(args))
-        modules = [m for m in ("keras", "jax", "torch") if m in sys.modules]
-        versions = {m: sys.modules[m].__version__ for m in modules}
+        versions = {m: sys.modules[m].__version__ for m in ("keras", "jax", "torch")
+                    if m in sys.modules}  # fmt: skip
         send_result({**result, "versions": versions, "imported": tensorflow_imported()})
         return 0
     notes = []
     if "torch" in args.frameworks and importlib.util.find_spec("torch") is None:
         args.frameworks.remove("torch")
         notes.append("torch skipped: PyTorch is not importable here")
-    load = [os.getloadavg()[0]]
     workers = list(dict.fromkeys(WORKERS[f] for f in args.frameworks))
-    rounds = []  # every worker once per round, interleaved: a busy spell hits every row alike
-    for number in range(args.rounds):
+    # The torch worker reads keras_resnet's specs only: JAX stays off the GPU there.
+    envs = {w: {**os.environ, **({"JAX_PLATFORMS": "cpu"} if w == "torch" else {})}
+            for w in workers}  # fmt: skip
+    load, rounds = [os.getloadavg()[0]], []
+    for number in range(args.rounds):  # every worker once a round: a busy spell hits all alike
         print(f"round {number + 1} of {args.rounds}: {', '.join(workers)}", file=sys.stderr)
-        # The torch worker reads keras_resnet's specs only: JAX stays off the GPU there.
-        envs = {w: {**os.environ, **({"JAX_PLATFORMS": "cpu"} if w == "torch" else {})}
-                for w in workers}  # fmt: skip
         rounds.append({w: run_worker("throughput", [*argv, "--worker", w], envs[w])
                        for w in workers})  # fmt: skip
     load.append(os.getloadavg()[0])
     if max(load) > 0.5 * (os.cpu_count() or 1):
-        notes.append(
-            f"warning: the host was busy (1-minute load average {load[0]:.1f} before, "
-            f"{load[1]:.1f} after, on {os.cpu_count()} cores): CPU-bound rates are noisy"
-        )
+        notes.append(f"warning: the host was busy (1-minute load average {load[0]:.1f} before, "
+                     f"{load[1]:.1f} after, on {os.cpu_count()} cores): CPU-bound rates are "
+                     "noisy")  # fmt: skip
     rows = {}
     for name in args.frameworks:
         found = [r[WORKERS[name]] for r in rounds]
         rows[name] = median_round([r["rows"][name] if "rows" in r else r for r in found])
-    first = rounds[0]
+    first = [r for r in rounds[0].values() if "error" not in r]
     imported = sorted({m for r in rounds for w in r.values() for m in w.get("imported", [])})
     if imported:
         notes.append(f"imported during the run: {', '.join(imported)} (should not be)")
-    devices = {("PyTorch" if w == "torch" else "JAX", r["device"]["platform"],
-                r["device"]["device_kind"]) for w, r in first.items() if "device" in r}  # fmt: skip
-    device = ", ".join(f"{name} {platform_} ({kind})" for name, platform_, kind in sorted(devices))
+    device = ", ".join(sorted({f"{'PyTorch' if 'torch_threads' in r else 'JAX'} "
+                               f"{r['device']['platform']} ({r['device']['device_kind']})"
+                               for r in first}))  # fmt: skip
     versions = {"python": platform.python_version()}
-    for result in first.values():
-        versions.update(result.get("versions", {}))
-    parameters = next((r["parameters"] for r in first.values() if "parameters" in r), 0)
-    spe = first.get("keras", {}).get("steps_per_execution", 1)
+    for result in first:
+        versions.update(result["versions"])
+    parameters = next((r["parameters"] for r in first if "parameters" in r), 0)
+    spe = args.steps_per_execution
     header = (
         f"**{args.model}** ({parameters:,} trainable parameters), batch {args.batch_size}, "
         f"{args.precision}{f', recipe {args.recipe}' if args.recipe else ''}, {args.steps} timed "
@@ -424,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         f"versions: {', '.join(f'{k} {v}' for k, v in versions.items())}; {utc_now()}"
     )
     rates = {n: r["train_images_per_s"] for n, r in rows.items() if "error" not in r}
-    ratios = {f"keras/{n}": rates["keras"] / rates[n] for n in rates if "keras" in rates}
-    ratios.pop("keras/keras", None)
+    ratios = {f"keras/{n}": rates["keras"] / rate for n, rate in rates.items()
+              if n != "keras" and "keras" in rates}  # fmt: skip
     lines = [f"{k} = {v:.2f}" for k, v in ratios.items()]
     if "keras/jax" in ratios:
         lines.append(f"Keras fit reaches {ratios['keras/jax']:.0%} of the hand-written JAX step")
@@ -435,9 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(training at the keras-trainer rate, evaluation at the keras one) = "
             f"{projected['run_s'] / 60:.1f} min projected, from generated images"
         )
-    where = device_slug(
-        first.get("keras", first.get("jax", first.get("torch", {}))).get("device", {})
-    )
+    where = device_slug(first[0]["device"] if first else {})
     path = Path(args.json or RESULTS_DIR / f"throughput-{slug(args.model)}-{where}.json")
     publish("throughput", path, header, markdown_table(rows), lines + notes, model=args.model,
             recipe=args.recipe, batch_size=args.batch_size, precision=args.precision,

@@ -1,11 +1,7 @@
-"""Every registered network in PyTorch, laid out as torchvision lays out its ResNets.
-
-Built from the same ``ModelSpec`` as ``keras_resnet.build``, with the same trainable parameter
-count and initial weight distributions, so the throughput benchmark's ``torch`` row trains the
-same network. Its state_dict uses torchvision's names (``conv1``, ``bn1``, ``layer1.0.conv1``,
-``layer2.0.downsample.0``, ``fc``; ``final_bn`` for pre-activation nets), which
-``keras_resnet.load_torch_weights`` reads, so the tests build their PyTorch references from it.
-Input is NCHW, already normalised.
+"""Every registered network in PyTorch, from the same ``ModelSpec`` as ``keras_resnet.build``
+(same parameter count and initial weight distributions), so the throughput benchmark's ``torch``
+row trains the same network. Its state_dict has torchvision's names, which
+``keras_resnet.load_torch_weights`` reads: the tests' PyTorch reference. Input: normalised NCHW.
 """
 
 from __future__ import annotations
@@ -29,16 +25,8 @@ class Block(nn.Module):
     ``end`` (keras_resnet's choice) or on ``both`` sides (akamaster/pytorch_resnet_cifar10's).
     """
 
-    def __init__(
-        self,
-        cin: int,
-        planes: int,
-        stride: int,
-        shortcut: str,
-        bottleneck: bool,
-        pre_activation: bool,
-        option_a_padding: str = "end",
-    ):
+    def __init__(self, cin: int, planes: int, stride: int, shortcut: str, bottleneck: bool,
+                 pre_activation: bool, option_a_padding: str = "end"):  # fmt: skip
         super().__init__()
         self.out_channels = planes * (4 if bottleneck else 1)
         if bottleneck:
@@ -105,8 +93,8 @@ class TorchResNet(nn.Module):
             blocks = []
             for index in range(depth):
                 stride = 2 if stage > 1 and index == 0 else 1
-                args = (spec.shortcut, bottleneck, pre, option_a_padding)
-                blocks.append(Block(cin, planes, stride, *args))
+                blocks.append(Block(cin, planes, stride, spec.shortcut, bottleneck, pre,
+                                    option_a_padding))  # fmt: skip
                 cin = blocks[-1].out_channels
             setattr(self, f"layer{stage}", nn.Sequential(*blocks))
         self.final_bn = nn.BatchNorm2d(cin, **BN) if pre else None

@@ -216,19 +216,17 @@ def test_cpu_convolutions_runs_each_setting_under_its_own_flags(tmp_path, monkey
     out = tmp_path / "conv.json"
     argv = ["--batch", "1", "--repeats", "1", "--json", str(out)]
     assert cpu_convolutions.main(argv) == 0
-    assert "| stage (HxWxC) | op | xla-ynnpack | xla-eigen |" in capsys.readouterr().out
+    assert "| stage (HxWxC) | op | xla-ynnpack | xla-eigen | torch |" in capsys.readouterr().out
     assert flags.pop("torch") == os.environ.get("XLA_FLAGS")  # PyTorch ignores it
     assert flags == {
         "xla-ynnpack": cpu_convolutions.SETTINGS["xla-ynnpack"],
         "xla-eigen": cpu_convolutions.SETTINGS["xla-eigen"],
-        "xla-eigen-matmul-wgrad": cpu_convolutions.SETTINGS["xla-eigen"],
     }
     results = json.loads(out.read_text())["results"]
     assert list(results) == list(cpu_convolutions.ROWS)
     for name, row in results.items():
-        ops = ["weight grad"] if name == "xla-eigen-matmul-wgrad" else list(cpu_convolutions.OPS)
         for stage in ("32x32x64", "4x4x512"):
-            assert list(row["stages"][stage]) == ops, name
+            assert list(row["stages"][stage]) == list(cpu_convolutions.OPS), name
             assert all(value > 0 for value in row["stages"][stage].values()), name
 
 
