@@ -22,7 +22,7 @@ from keras_resnet.trainer.data.splits import Dataset, Split
 from keras_resnet.trainer.images import ImageError, load_image
 
 TEST_FOLDERS = ("test", "val")  # the first one present is a folder's test split
-DECODE_THREADS = 8  # PIL decodes with the GIL released
+DECODE_THREADS = 8  # for large reads: PIL releases the GIL for part of each decoding
 DECODE_CHUNK = 64  # images a decoding thread takes at a time: fewer are decoded in the caller
 
 
