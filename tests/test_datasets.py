@@ -14,7 +14,7 @@ from keras_resnet.errors import ConfigError, DataUnavailableError
 from keras_resnet.saving import load_model
 from keras_resnet.trainer import data
 from keras_resnet.trainer.config import TrainConfig
-from keras_resnet.trainer.data import CifarBatches, FolderImages, Split
+from keras_resnet.trainer.data import CifarBatches, FolderImages, Split, folders
 from keras_resnet.trainer.data import tfds as tfds_loader
 from keras_resnet.trainer.fit import build_model, train
 from keras_resnet.trainer.images import ImageError
@@ -275,6 +275,15 @@ def test_a_big_folder_streams_the_same_batches(tmp_path):
             for x, y in zip(a[i], b[i], strict=True):
                 np.testing.assert_array_equal(x, y)
     assert held.statistics() == streamed.statistics()
+
+
+def test_a_large_read_is_decoded_in_chunks_on_threads(tmp_path, monkeypatch):
+    root = write_folder(tmp_path / "shapes", modes=("RGB", "L"))
+    held = data.load_dataset(f"folder:{root}")
+    streamed = data.load_dataset(f"folder:{root}", max_memory_gb=1e-9)
+    monkeypatch.setattr(folders, "DECODE_CHUNK", 2)
+    order = np.random.default_rng(0).permutation(len(held.train))
+    np.testing.assert_array_equal(streamed.train.images[order], held.train.images[order])
 
 
 def test_statistics_are_the_training_images_channel_mean_and_std():

@@ -6,7 +6,9 @@ print one clear line instead of a PIL traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import struct
 import warnings
 from collections.abc import Sequence
@@ -27,6 +29,9 @@ class ImageError(DataUnavailableError):
 
 def check_image_file(path: str | os.PathLike) -> None:
     """An ``ImageError`` unless ``path`` is a regular file: a pipe would block the reader."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(os.stat(path).st_mode):
+            return  # one system call for the usual case: a streamed folder checks every read
     if os.path.isdir(path):
         raise ImageError(f"{path}: is a directory, not an image")
     if not os.path.exists(path):
@@ -50,7 +55,8 @@ def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()  # PIL decodes lazily: force it here so truncation is caught here
-                rgb = _to_rgb(ImageOps.exif_transpose(img))
+                ImageOps.exif_transpose(img, in_place=True)  # our own image: no copy needed
+                rgb = _to_rgb(img)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -58,13 +64,17 @@ def load_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         # PIL's decoders report damaged data with any of these.
         raise ImageError(f"{path}: could not be decoded, damaged or truncated? ({exc})") from None
-    # reducing_gap shrinks large images with a box filter first: fast and alias-free.
-    resized = rgb.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    return np.asarray(resized, dtype=np.uint8)
+    if rgb.size != (width, height):
+        # reducing_gap shrinks large images with a box filter first: fast and alias-free.
+        rgb = rgb.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB, compositing transparency onto white."""
+    """Convert any PIL mode to RGB, compositing transparency onto white; an RGB image is
+    returned as it is (each copy costs a streamed folder a few percent of its decoding)."""
+    if img.mode == "RGB" and "transparency" not in img.info:
+        return img
     if img.mode in _SIXTEEN_BIT_MODES:
         # PIL's own conversion clips 16-bit values at 255, turning the picture white.
         img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))
