@@ -93,7 +93,7 @@ def time_folder(images: int, batch_size: int, repeats: int) -> dict[str, dict]:
         seconds = time.perf_counter() - started
         files = len(held.train) + len(held.test)
         streamed = load_folder(root, max_memory_gb=1e-9)
-        streamed_name = f"CifarBatches over FolderImages (streamed)"
+        streamed_name = "CifarBatches over FolderImages (streamed)"
         return {"load_folder into memory (list, check sizes, decode all)": rate(files, 0, seconds),
                 streamed_name: time_epochs(streamed.train, batch_size, True, repeats)}  # fmt: skip
 
