@@ -16,6 +16,7 @@ def read_csv(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # trains eight small runs, twice
 def test_degradation_restarts_where_it_stopped_and_writes_figure_and_table(tmp_path, monkeypatch):
     calls, stopped = [], []
 

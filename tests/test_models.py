@@ -100,7 +100,7 @@ def test_resnet20_has_269_722_trainable_parameters():
         ("resnet44", 7),
         ("resnet56", 9),
         ("resnet110", 18),
-        ("resnet1202", 200),
+        pytest.param("resnet1202", 200, marks=pytest.mark.slow),
     ],
 )
 def test_paper_cifar_nets_have_the_6n_plus_2_parameter_count(name, n):
@@ -163,7 +163,13 @@ def test_parameter_count_follows_num_classes():
     assert parameter_count("resnet18", 100) == 11_173_962 + 90 * 512 + 90
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize(  # the two deepest (1,000 and more layers) only with -m slow
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("resnet1202", "preact_resnet1001") else n
+        for n in list_models()
+    ],
+)
 def test_the_counted_parameters_are_those_keras_builds_for_every_registered_model(name):
     assert parameter_count(name) == _trainable(_skeleton(name))
 
@@ -531,6 +537,7 @@ def test_a_backbone_with_a_new_head_round_trips_through_a_keras_file(tmp_path):
     np.testing.assert_array_equal(_predict(loaded, x), expected)
 
 
+@pytest.mark.slow  # a fresh process; test_startup loads a saved model in one by default
 def test_a_saved_resnet20_predicts_identically_in_a_fresh_process(tmp_path):
     model = build("resnet20")
     _randomize_batch_norm_statistics(model)

@@ -55,7 +55,13 @@ def test_the_published_files_hash_as_their_names_say(name):
 
 
 @pytest.mark.skipif(not TEST_IMAGES.is_file(), reason=f"{TEST_IMAGES} is absent")
-@pytest.mark.parametrize("name", MEASURED)
+@pytest.mark.parametrize(  # the default run scores one; -m slow the other three
+    "name",
+    [
+        name if name == "resnet20" else pytest.param(name, marks=pytest.mark.slow)
+        for name in MEASURED
+    ],
+)
 def test_published_weights_score_as_measured_on_real_cifar10_images(cache, name):
     model = keras_resnet.build(name, weights="cifar10")
     data = np.load(TEST_IMAGES)

@@ -215,9 +215,9 @@ def fail_fsync_of(name: str, code: int):
     [
         ("epoch-0002.keras", "checkpoints/epoch-0002.keras"),
         ("state.json", "state.json"),
-        ("history.csv", "history.csv"),
-        ("model.keras", "model.keras"),
-        ("metrics.json", "metrics.json"),
+        pytest.param("history.csv", "history.csv", marks=pytest.mark.slow),
+        pytest.param("model.keras", "model.keras", marks=pytest.mark.slow),
+        pytest.param("metrics.json", "metrics.json", marks=pytest.mark.slow),
     ],
 )
 def test_a_full_disk_while_writing_ends_in_one_line_and_the_run_continues_later(
@@ -260,7 +260,13 @@ def test_a_file_size_limit_ends_in_one_line_and_the_run_continues_later(stopped)
     assert state_of(run_dir)["epochs_done"] == 2
 
 
-@pytest.mark.parametrize("name", ["model.keras", "best.keras", "history.csv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "model.keras",
+        *(pytest.param(n, marks=pytest.mark.slow) for n in ("best.keras", "history.csv")),
+    ],
+)
 def test_a_folder_in_place_of_a_run_file_is_named_and_the_run_continues_later(stopped, name):
     state = state_of(stopped.run_dir)
     state["best"] = 0.0  # so that epoch 2 improves on it and writes best.keras

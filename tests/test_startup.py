@@ -14,6 +14,8 @@ from helpers import ROOT, run_python
 from benchmarks import startup
 from keras_resnet.trainer import compile_cache
 
+# Each probe starts a fresh Python: the default run keeps a few of every kind, -m slow the rest.
+SLOW = pytest.mark.slow
 HEAVY = ("jax", "keras", "tensorflow", "tensorflow_datasets")
 LEGACY = ROOT / "tests" / "data" / "legacy-resnet8-trained.keras"  # RandomCropFlip, TorchSGD
 
@@ -43,27 +45,35 @@ def probe(*argv: str, cwd=ROOT) -> tuple[dict, str]:
     ("argv", "code"),
     [
         (["-m", "--version"], 0),
-        (["-m", "--help"], 0),
-        *((["-m", command, "--help"], 0) for command in ("train", "evaluate", "predict")),
-        *((["-m", command, "--help"], 0) for command in ("list", "export", "experiment")),
-        (["-m", "experiment", "depth", "--help"], 0),
+        pytest.param(["-m", "--help"], 0, marks=SLOW),
+        *(
+            pytest.param(["-m", command, "--help"], 0, marks=SLOW)
+            for command in ("train", "evaluate", "predict")
+        ),
+        *(
+            pytest.param(["-m", command, "--help"], 0, marks=SLOW)
+            for command in ("list", "export", "experiment")
+        ),
+        pytest.param(["-m", "experiment", "depth", "--help"], 0, marks=SLOW),
         ([str(ROOT / "train.py"), "--help"], 0),
-        ([str(ROOT / "train.py"), "--version"], 0),
+        pytest.param([str(ROOT / "train.py"), "--version"], 0, marks=SLOW),
         (["-m", "list"], 0),
-        (["-m", "train", "--model", "resnet9"], 2),
+        pytest.param(["-m", "train", "--model", "resnet9"], 2, marks=SLOW),
         (["-m", "train", "--lr", "-1"], 2),
-        (["-m", "train", "--epochs", "zero"], 2),
-        (["-m", "train", "--padding", "99"], 2),
-        (["-m", "train", "--image-size", "4", "--dataset", "svhn_cropped"], 2),
-        ([str(ROOT / "train.py"), "--schedule", "weekly"], 2),
-        (["-m", "train", "--init-from", "missing.keras"], 1),
-        (["-m", "train", "--init-from", "folder.keras"], 1),
+        pytest.param(["-m", "train", "--epochs", "zero"], 2, marks=SLOW),
+        pytest.param(["-m", "train", "--padding", "99"], 2, marks=SLOW),
+        pytest.param(
+            *(["-m", "train", "--image-size", "4", "--dataset", "svhn_cropped"], 2), marks=SLOW
+        ),
+        pytest.param([str(ROOT / "train.py"), "--schedule", "weekly"], 2, marks=SLOW),
+        pytest.param(["-m", "train", "--init-from", "missing.keras"], 1, marks=SLOW),
+        pytest.param(["-m", "train", "--init-from", "folder.keras"], 1, marks=SLOW),
         (["-m", "train", "--init-from", "missing.pth"], 1),
-        (["-m", "predict", "missing.keras", "cat.png"], 1),
+        pytest.param(["-m", "predict", "missing.keras", "cat.png"], 1, marks=SLOW),
         (["-m", "predict", str(LEGACY), "missing.png"], 2),
-        (["-m", "predict", str(LEGACY), "tests"], 2),
+        pytest.param(["-m", "predict", str(LEGACY), "tests"], 2, marks=SLOW),
         (["-m", "evaluate", "folder.keras", "--synthetic"], 1),
-        (["-m", "export", "missing.keras"], 1),
+        pytest.param(["-m", "export", "missing.keras"], 1, marks=SLOW),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
@@ -87,14 +97,17 @@ def test_a_fifo_is_refused_without_reading_it(tmp_path):
     [
         "import keras_resnet",
         "import keras_resnet; keras_resnet.build('resnet8')",
-        f"import keras_resnet; keras_resnet.load_model({str(LEGACY)!r})",
+        pytest.param(f"import keras_resnet; keras_resnet.load_model({str(LEGACY)!r})", marks=SLOW),
         # A PyTorch state_dict made of the model's own weights, in PyTorch's names.
-        """
+        pytest.param(
+            """
         import keras_resnet, numpy as np
         model = keras_resnet.build('resnet8')
         state = {'conv1.weight': np.zeros((16, 3, 3, 3), 'float32')}
         keras_resnet.load_torch_weights(model, state, strict=False)
         """,
+            marks=SLOW,
+        ),
     ],
     ids=["import", "build", "load_model", "load_torch_weights"],
 )
@@ -115,10 +128,18 @@ def test_the_library_never_imports_tensorflow(code):
     [
         "import keras_resnet; import keras",  # the import hook registers the layers
         "import keras; import keras_resnet",  # registered at once
-        "import keras_resnet.blocks; import keras",  # a module of the package imports Keras
-        "from keras_resnet.trainer.config import TrainConfig; import keras",
-        "import keras_resnet; from keras_resnet.models import build; import keras",
-        "import keras_resnet; keras_resnet.models.build; import keras",  # a submodule attribute
+        pytest.param(
+            "import keras_resnet.blocks; import keras", marks=SLOW
+        ),  # a module of the package imports Keras
+        pytest.param(
+            "from keras_resnet.trainer.config import TrainConfig; import keras", marks=SLOW
+        ),
+        pytest.param(
+            "import keras_resnet; from keras_resnet.models import build; import keras", marks=SLOW
+        ),
+        pytest.param(
+            "import keras_resnet; keras_resnet.models.build; import keras", marks=SLOW
+        ),  # a submodule attribute
     ],
 )
 def test_a_saved_model_loads_with_keras_however_keras_is_imported(first):

@@ -70,7 +70,7 @@ def resnet18_torch() -> nn.Module:
     return twin("resnet18")
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
 def test_notes_naming_gives_the_same_logits(name):
     torch_model = twin(name)
     state = rename(torch_model.state_dict(), NOTES)
