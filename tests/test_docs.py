@@ -84,7 +84,9 @@ RUNNABLE_BLOCKS = [block for block in BLOCKS if block.language in RUNNABLE]
 
 
 def _param(block: Block):
-    marks = [pytest.mark.slow] if block.slow else []
+    # A page's blocks share its folder, in order: with two test workers they stay on one.
+    marks = [pytest.mark.xdist_group(block.page.name)]
+    marks += [pytest.mark.slow] if block.slow else []
     if block.skip:
         marks.append(pytest.mark.skip(reason=block.skip))
     return pytest.param(block, id=block.name, marks=marks)
