@@ -136,7 +136,13 @@ def _as_run_here(command: str) -> str:
 
 
 @pytest.mark.parametrize("block", [_param(block) for block in RUNNABLE_BLOCKS])
-def test_the_block_runs(block: Block, page_folders, reader_env):
+def test_the_block_runs(block: Block, page_folders, reader_env, request):
+    if getattr(request.config.option, "loadgroup", False):
+        # Without it a page's blocks spread over workers and a block misses an earlier one's files.
+        assert request.node.nodeid.endswith(f"@{block.page.name}"), (
+            "pytest-xdist's --dist loadgroup is not grouping a page's blocks with this pytest: "
+            "install the pytest that requirements-cpu.txt pins"
+        )
     if USES_PUBLISHED.search(block.code) and not PUBLISHED.is_dir():
         pytest.skip(f"the published weights are not at hand here ({PUBLISHED})")
     folder = page_folders[block.page]
