@@ -2,6 +2,7 @@
 a model keeps, and ``predict``/``evaluate`` on them. Everything is generated here, offline."""
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,10 +15,11 @@ from keras_resnet.errors import ConfigError, DataUnavailableError
 from keras_resnet.saving import load_model
 from keras_resnet.trainer import data
 from keras_resnet.trainer.config import TrainConfig
-from keras_resnet.trainer.data import CifarBatches, FolderImages, Split, folders
+from keras_resnet.trainer.data import CifarBatches, FolderImages, Split, cache, folders
 from keras_resnet.trainer.data import tfds as tfds_loader
 from keras_resnet.trainer.fit import build_model, train
-from keras_resnet.trainer.images import ImageError
+from keras_resnet.trainer.images import ImageError, load_image
+from keras_resnet.trainer.run_folder import RunFolder
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -284,6 +286,111 @@ def test_a_large_read_is_decoded_in_chunks_on_threads(tmp_path, monkeypatch):
     monkeypatch.setattr(folders, "DECODE_CHUNK", 2)
     order = np.random.default_rng(0).permutation(len(held.train))
     np.testing.assert_array_equal(streamed.train.images[order], held.train.images[order])
+
+
+# --- a streamed folder decoded once --------------------------------------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """Every file a folder decodes from now on."""
+    decoded = []
+
+    def counted(path, size):
+        decoded.append(str(path))
+        return load_image(path, size)
+
+    monkeypatch.setattr(folders, "load_image", counted)
+    return decoded
+
+
+def kept(root, run_dir, val_size=0) -> data.Dataset:
+    """The folder streamed, read through a cache file in ``run_dir`` as a run reads it."""
+    streamed = data.load_dataset(f"folder:{root}", max_memory_gb=1e-9)
+    run_dir.mkdir(exist_ok=True)
+    return cache.keep_decoded(data.subset(streamed, val_size=val_size), decoded_path(run_dir))
+
+
+def decoded_path(run_dir) -> Path:
+    return RunFolder(run_dir).decoded_path
+
+
+def epoch_of(split, epoch) -> list:
+    batches = CifarBatches(split, 4, train=True, seed=3)
+    batches.set_epoch(epoch)
+    return [batches[i] for i in range(len(batches))]
+
+
+def test_a_streamed_folder_is_decoded_once_and_read_back_bit_for_bit(tmp_path, decodes):
+    root = write_folder(tmp_path / "shapes", modes=("RGB", "L", "RGBA"))
+    held = data.subset(data.load_dataset(f"folder:{root}"), val_size=3)
+    decodes.clear()
+    first = kept(root, tmp_path / "run", val_size=3)
+    made = decoded_path(tmp_path / "run").stat()
+    assert made.st_blocks * 512 >= made.st_size  # allocated: no hole to fault on a full disk
+    for epoch, decoded in ((0, 27), (1, 0)):  # 15 training, 3 validation and 9 test images
+        before = len(decodes)
+        for split in ("train", "validation", "test"):
+            expected = epoch_of(getattr(held, split), epoch)
+            read = epoch_of(getattr(first, split), epoch)
+            for (x, y), (cached_x, cached_y) in zip(expected, read, strict=True):
+                np.testing.assert_array_equal(x, cached_x)
+                np.testing.assert_array_equal(y, cached_y)
+        assert len(decodes) - before == decoded
+    # A resumed run opens the file again: each row's key checks out, nothing is decoded.
+    again = kept(root, tmp_path / "run", val_size=3)
+    for split in ("train", "validation", "test"):
+        everything = np.arange(len(getattr(held, split)))
+        np.testing.assert_array_equal(
+            getattr(again, split).images[everything], getattr(held, split).images
+        )
+    assert len(decodes) == 27
+
+
+def test_a_row_left_half_written_or_of_a_changed_file_is_decoded_again(tmp_path, decodes):
+    root = write_folder(tmp_path / "shapes")
+    everything = np.arange(18)
+    kept(root, tmp_path / "run").train.images[everything]  # every training row written
+    rows = np.load(decoded_path(tmp_path / "run"), mmap_mode="r+")
+    rows["pixels"][0, 0, 0, 0] ^= 1  # a page of pixels that a power cut kept, and not its key
+    rows["pixels"][1] = 0  # the key that vouches for them written, the pixels not
+    rows["key"][2] ^= 1  # a damaged key
+    rows.flush()
+    del rows
+    paths = kept(root, tmp_path / "other").train.images.paths
+    changed = paths[3]
+    Image.fromarray(np.full((20, 24, 3), 7, np.uint8)).save(changed)  # replaced since
+    decodes.clear()
+    images = kept(root, tmp_path / "run").train.images[everything]
+    assert sorted(decodes) == sorted(paths[:4])
+    np.testing.assert_array_equal(images, data.load_dataset(f"folder:{root}").train.images)
+    assert (images[3] == 7).all()
+
+
+def test_a_cache_cut_short_or_of_other_images_is_replaced(tmp_path, decodes):
+    root = write_folder(tmp_path / "shapes")
+    held = data.load_dataset(f"folder:{root}")
+    path = decoded_path(tmp_path / "run")
+    kept(root, tmp_path / "run").train.images[np.arange(18)]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    decodes.clear()
+    again = kept(root, tmp_path / "run").train.images[[5]]
+    np.testing.assert_array_equal(again, held.train.images[[5]])
+    assert len(decodes) == 1
+    kept(root, tmp_path / "run", val_size=3)  # other splits: other rows, a new file
+    assert np.load(path, mmap_mode="r").shape == (27,)
+
+
+def test_the_cache_is_never_opened_through_a_symbolic_link(tmp_path):
+    root = write_folder(tmp_path / "shapes")
+    kept(root, tmp_path / "elsewhere")  # a cache file of the same shape: a link to it would do
+    victim = decoded_path(tmp_path / "elsewhere")
+    before = victim.read_bytes()
+    (tmp_path / "run").mkdir()
+    decoded_path(tmp_path / "run").symlink_to(victim)
+    kept(root, tmp_path / "run").train.images[np.arange(18)]
+    assert victim.read_bytes() == before
+    assert not decoded_path(tmp_path / "run").is_symlink()
 
 
 def test_statistics_are_the_training_images_channel_mean_and_std():

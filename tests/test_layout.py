@@ -88,6 +88,7 @@ RUN_FILES = [
     run_folder.BEST,
     run_folder.CURVES,
     run_folder.CONFUSION,
+    run_folder.DECODED,
 ]
 
 

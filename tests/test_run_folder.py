@@ -362,10 +362,13 @@ def test_a_warm_up_or_milestone_beyond_the_run_is_warned_about_naming_the_number
 
 # --overwrite, and running the same command again.
 def test_an_interrupted_overwrite_run_continues_when_the_same_command_runs_again(stopped, capsys):
+    old_images = RunFolder(stopped.run_dir).decoded_path
+    old_images.write_bytes(b"the old run's decoded images")
     new = tiny_config(stopped.run_dir.parent, lr=0.05)
     with pytest.raises(KeyboardInterrupt):
         train(new, overwrite=True, callbacks=[Interrupt(0)], verbose=0)
     assert f"Replacing the run in {new.run_dir}." in capsys.readouterr().out
+    assert not old_images.exists()
     assert state_of(new.run_dir)["epochs_done"] == 1
     train(new, overwrite=True, verbose=0)  # the same command again
     assert f"Resuming {new.run_dir} after epoch 1." in capsys.readouterr().out
@@ -408,6 +411,7 @@ def test_temporary_files_and_orphaned_checkpoints_are_removed_on_the_next_start(
         run_dir / ".state-x9_k0m1n.json",
         run_dir / ".history-qqqqqqqq.csv",
         run_dir / ".write-test-2b4d6f8h",
+        run_dir / ".decoded-images-m0n1o2p3.npy",  # a cache file killed as it was made
         run_dir / "checkpoints" / ".epoch-0002-zz00zz00.keras",
         run_dir / "checkpoints" / "epoch-0000.keras",
     ]
@@ -497,6 +501,29 @@ def test_a_run_folder_linked_outside_is_refused_before_anything_there_is_touched
         assert digests(outside, run_dir) == before
 
 
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resume"])
+def test_a_decoded_images_file_linked_elsewhere_is_refused_and_never_written_through(
+    stopped, tmp_path, capsys, resume
+):
+    victim = tmp_path / "victim.npy"
+    victim.write_bytes(b"not yours to fill")
+    run_dir = stopped.run_dir
+    if not resume:
+        shutil.rmtree(run_dir)
+        run_dir.mkdir()
+    RunFolder(run_dir).decoded_path.symlink_to(victim)
+    before = digests(victim, run_dir)
+    for overwrite in ([], ["--overwrite"]):
+        code, _, err = run_cli(
+            capsys, "train", *TINY_RUN, "--val-size", "64", "--epochs", "2",
+            "--output-dir", str(run_dir), *overwrite,
+        )  # fmt: skip
+        assert code == 1 and err.count("\n") == 1, err
+        named = " (a symbolic link)" if resume else ". Refusing"  # fresh: not a run of ours
+        assert "no keras_resnet run wrote" in err and f"decoded-images.npy{named}" in err
+        assert digests(victim, run_dir) == before
+
+
 USERS_OWN = {
     "config": {"config.json": '{"learning_rate": 3e-4, "layers": 12}'},
     "model": {"model.keras": "my own model"},
@@ -504,6 +531,7 @@ USERS_OWN = {
     "tensorboard": {"tensorboard/mine.txt": "my logs"},
     "model_folder": {"model.keras/weights.bin": "mine"},
     "best_and_metrics": {"best.keras": "mine", "metrics.json": "{}"},
+    "decoded_images": {"decoded-images.npy": "my own array"},
 }
 
 
@@ -637,8 +665,8 @@ def test_a_run_killed_while_saving_epoch_1_starts_again_but_a_lost_state_is_refu
     config.run_dir.mkdir()
     start(run, config)
     (config.run_dir / "checkpoints").mkdir()
-    for name in ("best.keras", "checkpoints/epoch-0001.keras"):  # written before state.json
-        (config.run_dir / name).write_bytes(b"epoch 1")
+    for name in ("best.keras", "checkpoints/epoch-0001.keras", "decoded-images.npy"):
+        (config.run_dir / name).write_bytes(b"epoch 1")  # all written before state.json
     assert resume_state(run, config, overwrite=False) is None  # the same command starts again
     (config.run_dir / "history.csv").write_text("written after state.json")
     with pytest.raises(RunFolderError, match=r"whose state.json is missing \(history.csv\)"):

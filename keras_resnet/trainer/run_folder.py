@@ -4,7 +4,9 @@ A run lives in one folder. ``config.json`` records what was run; ``state.json`` 
 ``checkpoints/`` let the same command continue from the last finished epoch; the final model,
 metrics and figures are written when training ends. Every file is written to a temporary name
 and renamed into place, so a crash leaves the previous version, never half of a new one; the
-temporary files a killed process leaves are removed on the next start. One trainer at a time
+temporary files a killed process leaves are removed on the next start. The one file filled in
+place, ``decoded-images.npy`` (a streamed image folder's images, decoded once: ``data.cache``),
+is made so too, and a row of it is used only when its key vouches for it. One trainer at a time
 holds the folder's lock. A write that fails (a full disk, a folder in a file's place) ends the
 run with one ``RunFolderError`` naming the path, and loses nothing already saved.
 
@@ -52,17 +54,18 @@ BEST = "best.keras"
 CURVES = "curves.png"
 CONFUSION = "confusion_matrix.png"
 CHECKPOINTS = "checkpoints"
+DECODED = "decoded-images.npy"  # a streamed folder's images, decoded once (data.cache)
 TENSORBOARD = "tensorboard"
 CHECKPOINT = re.compile(rf"{CHECKPOINTS}/epoch-(\d{{4,}})\.keras")  # as state.json names one
 LOCK = ".lock"
 WRITE_TEST = ".write-test-"  # prefix of the empty file that shows the folder is writable
 TRASH = ".replaced-"  # prefix of the folder an old run's files are moved into before deletion
 # The files of one run, state.json first: once it is gone the rest no longer looks resumable.
-RUN_FILES = (STATE, CONFIG, METRICS, HISTORY, MODEL, BEST, CURVES, CONFUSION)
+RUN_FILES = (STATE, CONFIG, METRICS, HISTORY, MODEL, BEST, CURVES, CONFUSION, DECODED)
 RUN_FOLDERS = (CHECKPOINTS, TENSORBOARD)
 # What a run has written before its first state.json (besides epoch 1's checkpoint): without
 # state.json, nothing else of it is worth keeping.
-STARTED = (CONFIG, TENSORBOARD, BEST)
+STARTED = (CONFIG, TENSORBOARD, BEST, DECODED)
 # config.json's mark: only a folder whose config.json carries it is a run of ours.
 WRITTEN_BY = ("written_by", "keras_resnet")
 TENSORBOARD_EVENTS = "events.out.tfevents.*"
@@ -116,6 +119,11 @@ class RunFolder:
     @property
     def confusion_path(self) -> Path:
         return self.path / CONFUSION
+
+    @property
+    def decoded_path(self) -> Path:
+        """Where a streamed folder's decoded images are kept (``data.cache``)."""
+        return self.path / DECODED
 
     def checkpoints(self) -> list[Path]:
         """The saved epochs in ``checkpoints/`` (not the temporary files)."""

@@ -3,7 +3,8 @@ batches for ``model.fit``.
 
 ``load_dataset("cifar10")`` (or any tfds dataset with ``image`` and ``label`` features) reads
 both splits once into uint8 arrays (``tfds``). ``load_dataset("folder:PATH")`` reads a folder
-of class folders, in memory or streamed (``folders``). ``synthetic`` generates CIFAR-shaped
+of class folders, in memory or streamed (``folders``); a training run keeps a streamed folder's
+decoded images in its run folder (``cache``). ``synthetic`` generates CIFAR-shaped
 data; ``splits`` holds what every source returns, and ``batches`` turns a split into the
 batches of an epoch. Augmentation and normalisation happen inside the model (``RandomCropFlip``
 and ``build``'s ``input_normalization``), so batches stay uint8 until they reach the device.
