@@ -546,14 +546,68 @@ def test_the_cli_refuses_bad_folders_in_one_line_leaving_no_run(
     assert not (tmp_path / "run").exists()
 
 
-def test_training_on_a_streamed_folder_resumes_exactly(tmp_path):
+class DecodesPerEpoch(keras.callbacks.Callback):
+    """How many files each epoch decoded, its validation included."""
+
+    def __init__(self, decodes: list[str]):
+        super().__init__()
+        self.decodes, self.marks = decodes, []
+
+    def on_train_begin(self, logs=None):
+        self.marks.append(len(self.decodes))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.marks.append(len(self.decodes))
+
+    @property
+    def per_epoch(self) -> list[int]:
+        return np.diff(self.marks).tolist()
+
+
+def test_training_on_a_streamed_folder_decodes_once_and_matches_decoding_every_epoch(
+    tmp_path, monkeypatch, capsys, decodes
+):
+    root = write_folder(tmp_path / "shapes", per_class=(8, 2))
+    settings = dict(
+        model="tiny_resnet6", batch_size=8, epochs=3, dataset=f"folder:{root}", max_memory_gb=1e-9
+    )
+    counted = DecodesPerEpoch(decodes)
+    run = train(TrainConfig(**settings, output_dir=str(tmp_path / "kept")), callbacks=[counted])
+    out = capsys.readouterr().out
+    assert f"decoded the first time training reads them and kept in {decoded_path(run)}" in out
+    # Each of the 24 training and 6 test images is decoded once, in epoch 1 (or by Keras's
+    # look at the first batch before it); nothing after it, the final test included.
+    assert len(decodes) == len(set(decodes)) == 30 and counted.per_epoch[1:] == [0, 0]
+
+    monkeypatch.setattr(cache, "free_space", lambda folder: cache.SPARE)  # no room beside it
+    decodes.clear()
+    every = DecodesPerEpoch(decodes)
+    config = TrainConfig(**settings, output_dir=str(tmp_path / "streamed"))
+    streamed = train(config, callbacks=[every])
+    out = capsys.readouterr().out
+    assert out.count(f"{decoded_path(streamed)} cannot keep its decoded images") == 1
+    assert "to spare): they are decoded batch by batch, every epoch." in out
+    assert not decoded_path(streamed).exists()
+    assert every.per_epoch[1:] == [30, 30]
+    assert (run / "history.csv").read_text() == (streamed / "history.csv").read_text()
+    for a, b in zip(
+        load_model(run / "model.keras").weights,
+        load_model(streamed / "model.keras").weights,
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_training_on_a_streamed_folder_resumes_exactly(tmp_path, decodes):
     root = write_folder(tmp_path / "shapes", per_class=(8, 2))
     settings = dict(
         model="tiny_resnet6", batch_size=8, dataset=f"folder:{root}", max_memory_gb=1e-9
     )
     unbroken = train(TrainConfig(**settings, epochs=2, output_dir=str(tmp_path / "a")), verbose=0)
     train(TrainConfig(**settings, epochs=1, output_dir=str(tmp_path / "b")), verbose=0)
+    decodes.clear()
     resumed = train(TrainConfig(**settings, epochs=2, output_dir=str(tmp_path / "b")), verbose=0)
+    assert decodes == []  # the first run's epoch decoded every image the second one reads
     for a, b in zip(
         load_model(unbroken / "model.keras").weights,
         load_model(resumed / "model.keras").weights,

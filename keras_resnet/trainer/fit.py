@@ -39,6 +39,7 @@ from keras_resnet.trainer.callbacks import (
     current_lr,
 )
 from keras_resnet.trainer.config import DATA_NORMALIZATION, NORMALIZATIONS, TrainConfig
+from keras_resnet.trainer.data import cache
 from keras_resnet.trainer.evaluation import evaluate
 from keras_resnet.trainer.run_folder import CONFIG, RunFolder
 from keras_resnet.trainer.state import ResumeState, kept
@@ -52,11 +53,6 @@ def load_data(config: TrainConfig) -> cifar.Dataset:
             config.dataset, config.data_dir, config.image_size, config.max_memory_gb
         )
     )
-    if source.source == "folder (streamed)":
-        print(
-            f"{config.dataset} is over --max-memory-gb {config.max_memory_gb:g}: its images are "
-            "decoded batch by batch as training reads them."
-        )
     data = cifar.subset(source, config.train_size, config.val_size)
     if config.batch_size > len(data.train):
         raise ConfigError(
@@ -280,10 +276,12 @@ def _train(
     """The run under its lock: start or resume it, fit, then test and write the results."""
     state = resume.resume_state(run, config, overwrite)
     shard = (topology.process_id, topology.num_processes)
-    batches = _training_batches(config, data, topology, shard)
-    warn_about_schedule(config, len(batches))
-    model = (build or build_model)(config, len(batches), data)
+    steps = len(_training_batches(config, data, topology, shard))
+    warn_about_schedule(config, steps)
+    model = (build or build_model)(config, steps, data)
     model, state = _start_or_resume(config, run, model, state)
+    data = _keep_decoded(config, data, run)  # after the start: it clears an earlier run's files
+    batches = _training_batches(config, data, topology, shard)
     scored = _scored_split(data)
     stop_on_nan = StopOnNaN()
     fit_callbacks = _fit_callbacks(
@@ -295,6 +293,31 @@ def _train(
     _save_results(run, model, state, metrics, data, scored.name)
     _print_summary(run, state, metrics, data)
     return run.path
+
+
+def _keep_decoded(config: TrainConfig, data: cifar.Dataset, run: RunFolder) -> cifar.Dataset:
+    """A streamed folder read through the run folder's file of decoded images, so that only the
+    first read of an image decodes it; streamed as before where the disk has no room for the
+    file, or by the processes that do not write the run folder. Says which, in one line."""
+    if data.source != "folder (streamed)":
+        return data
+    over = f"{config.dataset} is over --max-memory-gb {config.max_memory_gb:g}"
+    if not run.write:
+        print(f"{over}: its images are decoded batch by batch as training reads them.")
+        return data
+    try:
+        cached = cache.keep_decoded(data, run.decoded_path)
+    except OSError as error:
+        print(
+            f"{over}, and {run.decoded_path} cannot keep its decoded images ({error.strerror}): "
+            "they are decoded batch by batch, every epoch."
+        )
+        return data
+    print(
+        f"{over}: its images are decoded the first time training reads them and kept in "
+        f"{run.decoded_path} ({cache.size_text(cached.train.images.cache.nbytes)})."
+    )
+    return cached
 
 
 class ScoredSplit(NamedTuple):
