@@ -99,9 +99,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a(
         "--overwrite",
         action="store_true",
-        help="replace a finished run or one of other settings in the output folder (its files "
-        "are removed when training starts); an unfinished run of the same settings continues, "
-        "so the same command can be run again after a crash",
+        help="replace a finished run or one of other settings in the output folder (removed as "
+        "training starts); an unfinished run of the same settings continues after a crash",
     )
     a("--devices", type=_positive_int, help="data-parallel over N local devices (default: all)")
     a("--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address")
@@ -155,16 +154,13 @@ def make_parser() -> argparse.ArgumentParser:
     )
     _add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser("train", help="train a model (same as python train.py)")
-    add_train_arguments(train_parser)
+    add_train_arguments(commands.add_parser("train", help="train a model (as python train.py)"))
 
     evaluate_parser = commands.add_parser("evaluate", help="test accuracy of a saved model")
     evaluate_parser.add_argument("model_path", metavar="MODEL", type=Path, help=MODEL_HELP)
     shown = {"dataset": "the model's own, else cifar10", "batch_size": "1000"}
     add_settings(evaluate_parser, EVALUATE_SETTINGS, shown)
-    evaluate_parser.add_argument(
-        "--output-dir", type=Path, help="where the results go (default: beside the model)"
-    )
+    evaluate_parser.add_argument("--output-dir", type=Path, help="default: beside the model")
     evaluate_parser.set_defaults(parser=evaluate_parser, run=_run_evaluate)
 
     predict_parser = commands.add_parser("predict", help="classify image files with a saved model")

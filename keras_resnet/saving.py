@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from keras_resnet.errors import ModelFileError
+from keras_resnet.errors import ConfigError, ModelFileError
 
 PRETRAINED = re.compile(r"(\w+):(\w+)")  # NAME:WEIGHTS, e.g. resnet56:cifar10
 
@@ -92,6 +92,29 @@ def check_model_source(source: str | Path) -> None:
         raise ModelFileError(f"cannot load {str(source)!r}: {error}") from error
 
 
+def init_source_reason(source) -> str | None:
+    """Why a run cannot start from ``source`` (``--init-from``), which must be a ``.keras``
+    model, a PyTorch checkpoint or ``NAME:WEIGHTS``; None when it can."""
+    from keras_resnet import pretrained
+    from keras_resnet.torch_reader import SUFFIXES
+
+    if source is None:
+        return None
+    if not isinstance(source, str) or not (
+        Path(source).suffix in (".keras", *SUFFIXES) or parse_pretrained(source)
+    ):
+        return (
+            f"must be a .keras model, a PyTorch {'/'.join(SUFFIXES)} checkpoint or "
+            f"NAME:WEIGHTS for published weights (resnet20:cifar10), got {source!r}"
+        )
+    if published := parse_pretrained(source):
+        try:
+            pretrained.published(*published)
+        except ConfigError as error:
+            return f"{source!r}: {error.reason}"
+    return None
+
+
 def open_model(source: str | Path) -> keras.Model:
     """The model a command names: a ``.keras`` file (``load_model``), or ``NAME:WEIGHTS``
     built with its published weights; any failure is one ``ModelFileError``."""
@@ -139,9 +162,7 @@ def _missing_class(path: Path, class_name: str) -> str | None:
             stack.extend(item)
     # The file chooses these names: advise importing one only if it could be a package of
     # Keras layers, never a module of Python's own (``os``, ``subprocess``).
-    plausible = sorted(
-        p for p in packages if p.isidentifier() and p not in sys.stdlib_module_names
-    )
+    plausible = sorted(p for p in packages if p.isidentifier() and p not in sys.stdlib_module_names)
     if not plausible:
         return f"it holds the class {class_name!r}, which no imported package registers with Keras"
     return (

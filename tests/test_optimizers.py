@@ -1,8 +1,5 @@
 """TorchSGD follows torch.optim.SGD's update: coupled L2 decay, lr outside the momentum buffer."""
 
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -235,22 +232,3 @@ def test_saved_model_keeps_optimizer_and_its_state(tmp_path):
     model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
     loaded.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
     assert_weights_close(loaded.get_weights(), model.get_weights(), atol=1e-7)
-
-
-def test_saved_model_loads_after_importing_only_the_package(tmp_path):
-    """A user's ``import keras_resnet`` must be enough to load a trained checkpoint."""
-    x, y, kernel, bias = linear_data()
-    path = tmp_path / "model.keras"
-    fitted_model(x, y, kernel, bias).save(path)
-    code = textwrap.dedent(
-        f"""
-        import keras, keras_resnet
-        model = keras.saving.load_model({str(path)!r})
-        print(type(model.optimizer).__name__, model.optimizer.l2)
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split()[-2:] == ["TorchSGD", "0.01"]

@@ -12,14 +12,15 @@ from helpers import Interrupt
 from keras_resnet import cli
 from keras_resnet.errors import ConfigError
 from keras_resnet.models import get_spec
-from keras_resnet.trainer.config import NORMALIZATIONS, RECIPES, TrainConfig, resolve
+from keras_resnet.trainer.config import RECIPES, TrainConfig
 from keras_resnet.trainer.data import CifarBatches, Split
+from keras_resnet.trainer.data.normalization import NORMALIZATIONS
 from keras_resnet.trainer.fit import build_model, learning_rate, train
 
 
 def test_note_recipe_is_the_notes_run():
     """SPEC.md section 4: ResNet-34, flips only, 0.5/0.5, PyTorch's plateau rule on the loss."""
-    config = resolve("note")
+    config = TrainConfig(recipe="note")
     assert config == TrainConfig(recipe="note") == TrainConfig()
     assert (config.model, config.epochs, config.batch_size) == ("resnet34", 50, 128)
     assert (config.lr, config.momentum, config.weight_decay) == (0.1, 0.9, 5e-4)
@@ -38,7 +39,7 @@ def test_note_recipe_keeps_the_last_partial_batch_391_steps():
 
 
 def test_note_recipe_model_flips_only_and_normalises_to_minus_one_one():
-    config = resolve("note", model="resnet8")
+    config = TrainConfig(recipe="note", model="resnet8")
     model = build_model(config, steps_per_epoch=1)
     images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3)).astype("float32")
     out = np.asarray(model.get_layer("augment")(images, training=True))
@@ -51,7 +52,7 @@ def test_note_recipe_model_flips_only_and_normalises_to_minus_one_one():
 
 def test_kuangliu_recipe_is_its_main_py():
     """SPEC.md section 5: ResNet-18, crop + flip, its mean/std, SGD, cosine over 200 epochs."""
-    config = resolve("kuangliu")
+    config = TrainConfig(recipe="kuangliu")
     assert (config.model, config.epochs, config.batch_size) == ("resnet18", 200, 128)
     assert (config.lr, config.momentum, config.weight_decay) == (0.1, 0.9, 5e-4)
     assert (config.padding, config.normalization, config.schedule) == (4, "cifar10", "cosine")
@@ -64,7 +65,7 @@ def test_kuangliu_recipe_is_its_main_py():
 
 
 def test_paper_recipe_is_section_4_2_with_warm_up_from_resnet110():
-    config = resolve("paper", model="resnet110")
+    config = TrainConfig(recipe="paper", model="resnet110")
     assert (config.epochs, config.batch_size, config.lr) == (182, 128, 0.1)
     assert (config.momentum, config.weight_decay) == (0.9, 1e-4)
     assert config.schedule == "steps" and config.lr_milestones == (32_000, 48_000)
@@ -75,18 +76,18 @@ def test_paper_recipe_is_section_4_2_with_warm_up_from_resnet110():
 
 
 def test_paper_recipe_has_no_warm_up_below_110_layers():
-    assert resolve("paper", model="resnet56").warmup_steps == 0
-    assert resolve("paper", model="preact_resnet164").warmup_steps == 400
+    assert TrainConfig(recipe="paper", model="resnet56").warmup_steps == 0
+    assert TrainConfig(recipe="paper", model="preact_resnet164").warmup_steps == 400
 
 
 def test_flags_override_the_recipe():
-    config = resolve("paper", model="resnet20", epochs=3, warmup_steps=50, val_size=0)
+    config = TrainConfig(recipe="paper", model="resnet20", epochs=3, warmup_steps=50, val_size=0)
     assert (config.epochs, config.warmup_steps, config.val_size) == (3, 50, 0)
     assert config.weight_decay == 1e-4  # untouched values stay the recipe's
 
 
 def test_fast_recipe_is_the_tuned_resnet18_run():
-    config = resolve("fast")
+    config = TrainConfig(recipe="fast")
     assert (config.model, config.epochs, config.batch_size, config.lr) == ("resnet18", 26, 512, 0.2)
     assert config.nesterov and config.flip_tta and config.precision == "mixed_bfloat16"
     assert (config.schedule, config.warmup_steps) == ("triangular", 490)
@@ -100,19 +101,19 @@ def test_unknown_recipe_names_the_valid_ones():
     with pytest.raises(
         ConfigError, match="recipe must be one of note, paper, fast, kuangliu, got 'fastest'"
     ):
-        resolve("fastest")
+        TrainConfig(recipe="fastest")
 
 
 def test_paper_schedule_warms_up_then_divides_by_ten_at_32k_and_48k():
-    schedule = learning_rate(resolve("paper", model="resnet110"))
+    schedule = learning_rate(TrainConfig(recipe="paper", model="resnet110"))
     steps = [0, 400, 401, 32_000, 32_001, 48_000, 48_001, 64_000]
     rates = [float(schedule(step)) for step in steps]
     assert rates == pytest.approx([0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
 def test_plateau_schedules_are_a_plain_rate_the_callback_can_change():
-    assert learning_rate(resolve("note")) == 0.1
-    assert learning_rate(resolve("paper", schedule="plateau", warmup_steps=0)) == 0.1
+    assert learning_rate(TrainConfig(recipe="note")) == 0.1
+    assert learning_rate(TrainConfig(recipe="paper", schedule="plateau", warmup_steps=0)) == 0.1
 
 
 def test_the_keras_plateau_schedule_needs_a_validation_split_not_the_test_set():
@@ -137,13 +138,13 @@ def test_a_constant_warm_up_needs_a_rate_and_a_ramp_may_start_at_zero():
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_every_recipe_is_a_valid_configuration(name):
-    assert resolve(name).recipe == name
-    assert resolve(name, model="resnet110").model == "resnet110"
+    assert TrainConfig(recipe=name).recipe == name
+    assert TrainConfig(recipe=name, model="resnet110").model == "resnet110"
 
 
 def test_a_config_made_from_a_recipe_name_is_that_recipe():
     """TrainConfig(recipe=...) means what --recipe means: the preset, then what is given."""
-    assert TrainConfig(recipe="paper") == resolve("paper")
+    assert TrainConfig(recipe="paper") == TrainConfig(recipe="paper")
     assert TrainConfig(recipe="fast").batch_size == 512
     assert TrainConfig(recipe="paper", model="resnet110").warmup_steps == 400
     assert TrainConfig(recipe="paper", model="resnet20").warmup_steps == 0
@@ -157,8 +158,8 @@ def test_a_saved_config_round_trips_through_json():
 
 def test_the_fast_recipe_trains_end_to_end(tmp_path):
     """bfloat16, cutout, label smoothing, the triangular warm-up from 0 and flip TTA at once."""
-    config = resolve(
-        "fast",
+    config = TrainConfig(
+        recipe="fast",
         model="tiny_resnet6",
         epochs=2,
         batch_size=64,
@@ -204,8 +205,8 @@ def test_cli_records_the_resolved_recipe_in_config_json(tmp_path, monkeypatch):
 
 def test_a_step_schedule_run_resumes_to_the_same_weights(tmp_path):
     def config(folder):
-        return resolve(
-            "paper",
+        return TrainConfig(
+            recipe="paper",
             model="tiny_resnet6",
             epochs=2,
             batch_size=64,
@@ -230,8 +231,8 @@ def test_a_step_schedule_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_the_kuangliu_recipe_trains_end_to_end_on_its_cosine(tmp_path):
-    config = resolve(
-        "kuangliu",
+    config = TrainConfig(
+        recipe="kuangliu",
         model="tiny_resnet6",
         epochs=2,
         batch_size=64,

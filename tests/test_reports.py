@@ -6,6 +6,7 @@ from PIL import Image
 
 from keras_resnet.trainer.data import CLASS_NAMES
 from keras_resnet.trainer.reports import (
+    MATRIX_INCHES,
     curves_figure,
     lr_cuts,
     plot_confusion_matrix,
@@ -109,6 +110,16 @@ def test_plot_confusion_matrix_writes_png(tmp_path):
     plot_confusion_matrix(matrix, CLASS_NAMES, path)
     _assert_png(path)
     assert not list(tmp_path.glob(".*"))  # the atomic write left no temporary file
+
+
+def test_a_hundred_class_confusion_matrix_is_drawn_small_and_without_counts(tmp_path):
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 5, size=(100, 100)) + np.diag(rng.integers(50, 100, size=100))
+    path = tmp_path / "confusion.png"
+    plot_confusion_matrix(matrix, [f"class {i}" for i in range(100)], path)
+    _assert_png(path)
+    with Image.open(path) as image:  # 16 inches at 150 dpi, the colour bar beside it
+        assert max(image.size) <= (MATRIX_INCHES + 1.2) * 150 + 1
 
 
 def test_plot_confusion_matrix_rejects_mismatched_classes(tmp_path):

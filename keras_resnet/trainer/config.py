@@ -1,12 +1,10 @@
-"""What a training run is: ``TrainConfig``, the named recipes it starts from, and their checks.
+"""What a training run is: ``TrainConfig``, each setting declared once, as one of its fields.
 
-Each setting is declared once, as a field of ``TrainConfig``: its type, the notes' value, its
-help text and its check. The recipes' defaults, the command line's flags (``keras_resnet.cli``)
-and the validation all come from that declaration. A config is checked once, when it is made:
-everything downstream trusts it. Fields left out take the recipe's value, then the notes'
-(``TrainConfig(recipe="paper", model="resnet110")`` is the paper's ResNet-110 run), so the
-command line, ``config.json`` and Python all mean the same thing by a recipe. Errors name the
-field (``ConfigError.parameter``); the command line shows it as a flag.
+A field holds the setting's type, the notes' value, its help and its check; the recipes'
+defaults, the command line's flags (``keras_resnet.cli``) and the validation come from it. A
+config is checked once, when it is made, and trusted downstream. Fields left out take the
+recipe's value, then the notes' (``TrainConfig(recipe="paper", model="resnet110")`` is the
+paper's ResNet-110 run). Errors name the field; the command line shows it as a flag.
 """
 
 from __future__ import annotations
@@ -15,14 +13,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from keras_resnet import checks, pretrained
+from keras_resnet import checks
 from keras_resnet.checks import Check
 from keras_resnet.errors import ConfigError
 from keras_resnet.registry import downsampling, get_spec, layer_depth
-from keras_resnet.saving import parse_pretrained
+from keras_resnet.saving import init_source_reason
 from keras_resnet.torch_reader import SUFFIXES as TORCH_SUFFIXES
-from keras_resnet.trainer.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD
 from keras_resnet.trainer.data.common import FOLDER
+from keras_resnet.trainer.data.normalization import DATA_NORMALIZATION, NORMALIZATION_NAMES
 from keras_resnet.trainer.recipes import RECIPES, WARMUP_FROM_DEPTH
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -32,21 +30,6 @@ LOG_FORMATS = ("keras", "note")
 # advance; cosine: PyTorch's CosineAnnealingLR over the run, stepped once an epoch.
 SCHEDULES = ("plateau", "torch_plateau", "steps", "triangular", "cosine")
 WARMUP_SCHEDULES = ("steps", "triangular")
-# (mean, std) per channel on the 0-1 scale, by name: kuangliu/pytorch-cifar's CIFAR-10
-# statistics, the notes' Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), and ImageNet's, which the
-# published CIFAR-10 weights were trained with (fine-tuning them: --init-from resnet20:cifar10).
-NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
-    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "imagenet": pretrained.WEIGHTS["cifar10"].normalization,
-}
-# "data": the training split's own per-channel mean and std, measured when the run starts. A
-# recipe's "cifar10" means "the data's statistics" measured on CIFAR-10, so on any other
-# dataset it becomes "data" unless given explicitly; the notes' fixed 0.5/0.5 stays as it is.
-DATA_NORMALIZATION = "data"
-NORMALIZATION_NAMES = (*NORMALIZATIONS, DATA_NORMALIZATION)
-# What --init-from starts from: a .keras model of this project, or a PyTorch checkpoint.
-INIT_SUFFIXES = (".keras", *TORCH_SUFFIXES)  # what --init-from reads, besides NAME:WEIGHTS
 
 
 class _FromRecipe:
@@ -78,10 +61,8 @@ def setting(
     help = help.format(choices=", ".join(choices))
     check = check or checks.one_of(choices)
     metadata = dict(notes=notes, help=help, check=check, shown=shown, metavar=metavar)
-    return dataclasses.field(
-        default=FROM_RECIPE if recipe_default else notes,
-        metadata=metadata | {"resumable": resumable},
-    )
+    metadata["resumable"] = resumable
+    return dataclasses.field(default=FROM_RECIPE if recipe_default else notes, metadata=metadata)
 
 
 def _model_reason(name) -> str | None:
@@ -92,27 +73,10 @@ def _model_reason(name) -> str | None:
     return None
 
 
-def _init_from_reason(source) -> str | None:
-    if source is None:
-        return None
-    if not isinstance(source, str) or not (
-        Path(source).suffix in INIT_SUFFIXES or parse_pretrained(source)
-    ):
-        return (
-            f"must be a .keras model, a PyTorch {'/'.join(TORCH_SUFFIXES)} checkpoint or "
-            f"NAME:WEIGHTS for published weights (resnet20:cifar10), got {source!r}"
-        )
-    if published := parse_pretrained(source):
-        try:
-            pretrained.published(*published)
-        except ConfigError as error:
-            return f"{source!r}: {error.reason}"
-    return None
-
-
 _MILESTONES = checks.rule(
     lambda v: (
-        all(checks.is_int(m) and 1 <= m <= checks.MAX_STEPS for m in v)
+        isinstance(v, tuple)
+        and all(checks.is_int(m) and 1 <= m <= checks.MAX_STEPS for m in v)
         and list(v) == sorted(set(v))
     ),
     f"increasing step numbers from 1 to {checks.MAX_STEPS}",
@@ -221,7 +185,7 @@ class TrainConfig:
         None,
         f"start from a .keras model, PyTorch {'/'.join(TORCH_SUFFIXES)} weights, or published "
         "weights NAME:WEIGHTS (resnet20:cifar10; see list)",
-        _init_from_reason,
+        init_source_reason,
         shown="a fresh initialisation",
         metavar="SOURCE",
     )
@@ -282,10 +246,7 @@ class TrainConfig:
         unknown = sorted(set(data) - set(SETTINGS))
         if unknown:
             raise ConfigError(unknown[0], "is not a setting of this version")
-        milestones = data["lr_milestones"]
-        if not isinstance(milestones, list | tuple):
-            raise ConfigError("lr_milestones", f"must be a list, got {milestones!r}")
-        return cls(**{**data, "lr_milestones": tuple(milestones)})
+        return cls(**data)
 
     def changed_settings(self, other: TrainConfig) -> dict[str, tuple]:
         """``{field: (ours, theirs)}`` for the fields that differ and may not change on resume."""
@@ -308,11 +269,6 @@ def check_setting(name: str, value: Any) -> None:
         raise ConfigError(name, reason)
 
 
-def resolve(recipe: str = "note", **settings) -> TrainConfig:
-    """The configuration of ``recipe`` with ``settings`` (explicitly given values) on top."""
-    return TrainConfig(recipe=recipe, **settings)
-
-
 def _square(size):
     """``image_size`` as (height, width): one number means a square; lists become tuples."""
     if checks.is_int(size):
@@ -322,52 +278,52 @@ def _square(size):
     return size
 
 
-def _require(condition: bool, parameter: str, reason: str) -> None:
-    if not condition:
-        raise ConfigError(parameter, reason)
-
-
 def _check_together(c: TrainConfig) -> None:
     """The rules that tie settings to each other; each alone has passed its own check."""
-    _require(c.min_lr < c.lr, "min_lr", f"must be below lr ({c.lr!r}), got {c.min_lr!r}")
-    # The steps schedule holds warmup_lr during the warm-up; triangular ramps from it, so 0 is
-    # a fine start there.
-    _require(
-        not (c.warmup_steps and c.schedule == "steps" and not c.warmup_lr > 0),
-        "warmup_lr",
-        f"must be positive for a warm-up of the steps schedule, got {c.warmup_lr!r}",
-    )
-    _require(
-        not c.warmup_steps or c.schedule in WARMUP_SCHEDULES,
-        "warmup_steps",
-        f"needs the steps or triangular schedule ({c.schedule} has no warm-up)",
-    )
-    # Without a validation split the Keras plateau rule would watch the test set.
-    _require(
-        c.schedule != "plateau" or c.val_size > 0,
-        "schedule",
-        "plateau follows the validation accuracy and needs a validation split (val_size); "
-        "torch_plateau follows the training loss",
-    )
-    _require(
-        not c.synthetic or c.dataset == NOTES["dataset"],
-        "synthetic",
-        f"generates CIFAR-10-like data; it cannot stand in for --dataset {c.dataset}",
-    )
     smallest = downsampling(get_spec(c.model))
-    _require(
-        c.image_size is None or min(c.image_size) >= smallest,
-        "image_size",
-        f"must be at least {smallest} pixels a side for {c.model}, got {c.image_size!r}",
+    rules = (  # (holds, the setting to blame, why not)
+        (c.min_lr < c.lr, "min_lr", f"must be below lr ({c.lr!r}), got {c.min_lr!r}"),
+        # The steps schedule holds warmup_lr during the warm-up; triangular ramps from it, so 0
+        # is a fine start there.
+        (
+            not (c.warmup_steps and c.schedule == "steps" and not c.warmup_lr > 0),
+            "warmup_lr",
+            f"must be positive for a warm-up of the steps schedule, got {c.warmup_lr!r}",
+        ),
+        (
+            not c.warmup_steps or c.schedule in WARMUP_SCHEDULES,
+            "warmup_steps",
+            f"needs the steps or triangular schedule ({c.schedule} has no warm-up)",
+        ),
+        # Without a validation split the Keras plateau rule would watch the test set.
+        (
+            c.schedule != "plateau" or c.val_size > 0,
+            "schedule",
+            "plateau follows the validation accuracy and needs a validation split (val_size); "
+            "torch_plateau follows the training loss",
+        ),
+        (
+            not c.synthetic or c.dataset == NOTES["dataset"],
+            "synthetic",
+            f"generates CIFAR-10-like data; it cannot stand in for --dataset {c.dataset}",
+        ),
+        (
+            c.image_size is None or min(c.image_size) >= smallest,
+            "image_size",
+            f"must be at least {smallest} pixels a side for {c.model}, got {c.image_size!r}",
+        ),
+        (
+            not (c.image_size and c.synthetic),
+            "image_size",
+            "does not apply to --synthetic data, which is 32x32",
+        ),
+        # A frozen backbone that was never trained gives the head random features to learn from.
+        (
+            not c.freeze_backbone or c.init_from is not None,
+            "freeze_backbone",
+            "needs init_from: the backbone it freezes must come from trained weights",
+        ),
     )
-    _require(
-        not (c.image_size and c.synthetic),
-        "image_size",
-        "does not apply to --synthetic data, which is 32x32",
-    )
-    # A frozen backbone that was never trained gives the head random features to learn from.
-    _require(
-        not c.freeze_backbone or c.init_from is not None,
-        "freeze_backbone",
-        "needs init_from: the backbone it freezes must come from trained weights",
-    )
+    for holds, name, reason in rules:
+        if not holds:
+            raise ConfigError(name, reason)

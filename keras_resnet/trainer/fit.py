@@ -38,8 +38,9 @@ from keras_resnet.trainer.callbacks import (
     check_finite,
     current_lr,
 )
-from keras_resnet.trainer.config import DATA_NORMALIZATION, NORMALIZATIONS, TrainConfig
+from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.data import cache
+from keras_resnet.trainer.data.normalization import normalization_statistics
 from keras_resnet.trainer.evaluation import evaluate
 from keras_resnet.trainer.run_folder import CONFIG, RunFolder
 from keras_resnet.trainer.state import ResumeState, kept
@@ -144,17 +145,11 @@ def build_model(
             f"must be at least {smallest} pixels a side for {config.model}; the images of "
             f"{config.dataset} are {shape[0]}x{shape[1]}: pass a larger one",
         )
-    if config.normalization == DATA_NORMALIZATION:
-        if data is None:
-            raise ValueError('normalization="data" needs the data to measure')
-        normalization = data.statistics()
-    else:
-        normalization = NORMALIZATIONS[config.normalization]
     model = build(
         config.model,
         num_classes=len(data.class_names) if data else 10,
         input_shape=shape,
-        input_normalization=normalization,
+        input_normalization=normalization_statistics(config.normalization, data),
         augmentation=RandomCropFlip(config.padding, config.cutout, config.seed, name="augment"),
         class_names=data.class_names if data else None,
         dataset=(data.source if data.source == "synthetic" else data.name) if data else None,
