@@ -112,7 +112,3 @@ class TorchResNet(nn.Module):
         if self.final_bn is not None:
             x = F.relu(self.final_bn(x))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-def count_trainable(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
