@@ -294,7 +294,7 @@ def test_gpu_session_script_runs_every_step_quickly_without_tensorflow(tmp_path)
     assert list(float32["results"]) == list(throughput.FRAMEWORKS)
     assert list(bfloat16["results"]) == ["keras", "keras-trainer"]
     assert (float32["recipe"], bfloat16["recipe"]) == ("paper", "fast")
-    assert bfloat16["precision"] == "mixed_bfloat16" and bfloat16["batch_size"] == 16
+    assert bfloat16["precision"] == "mixed_bfloat16" and bfloat16["batch_size"] == 8
     for report in (float32, bfloat16):
         assert all("error" not in row for row in report["results"].values()), report["results"]
         assert report["projection"]["run_s"] > 0
