@@ -1,10 +1,7 @@
-"""How quickly the command line answers, and what XLA's compilation cache saves a rerun.
-
-Each command runs in a fresh process beside bare Python (median of ``--repeats``, interleaved),
-with the heavy modules ``python -X importtime`` lists. ``--first-step MODEL ...`` also times
+"""How quickly the command line answers (each command in a fresh process beside bare Python,
+with the heavy modules ``python -X importtime`` lists) and, with ``--first-step MODEL ...``,
 ``train.py``'s path to the end of its first step with the compilation cache off, cold (an empty
-folder) and warm (the folder the cold run filled).
-"""
+folder) and warm (the folder the cold run filled): medians of rounds of every run."""
 
 from __future__ import annotations
 
@@ -15,9 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, ROOT, positive_int, publish, utc_now
+from benchmarks import common
 
 HEAVY = ("jax", "keras", "tensorflow")
 MODULE = ["-m", "keras_resnet"]
@@ -36,119 +32,91 @@ COMMANDS: dict[str, list[str]] = {  # label: the arguments after the Python exec
 }
 BARE = "python -c pass"
 CACHE_SETTINGS = ("off", "cold", "warm")
-FIRST_STEP = "first step done"
+# train.py's run of argv[1] on one synthetic batch, in argv[2], ended once its loss is read
+FIRST_STEP = """
+import os, sys, keras
+from keras_resnet.trainer import config, fit
+
+class FirstStep(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        float(logs["loss"])
+        os._exit(0)
+
+fit.train(config.TrainConfig(model=sys.argv[1], synthetic=True, train_size=32, batch_size=32,
+          epochs=1, output_dir=sys.argv[2]), callbacks=[FirstStep()], verbose=0)
+sys.exit("no step ran")
+"""
 
 
-def run(argv: list[str], **env: str) -> tuple[float, str, str]:
-    """Seconds, stdout and stderr of ``python ARGV`` in this checkout, JAX on the CPU."""
-    env = {"TF_CPP_MIN_LOG_LEVEL": "3", **os.environ, "PYTHONPATH": str(ROOT),
+def run(argv: list[str], **env: str) -> tuple[float, subprocess.CompletedProcess]:
+    """``python ARGV`` in this checkout, JAX on the CPU: its seconds, and how it ended."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", **os.environ, "PYTHONPATH": str(common.ROOT),
            "JAX_PLATFORMS": "cpu", **env}  # fmt: skip
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, *argv], cwd=common.ROOT, env=env, capture_output=True,
                           text=True, check=False)  # fmt: skip
-    return time.perf_counter() - started, done.stdout, done.stderr
-
-
-def heavy_imports(argv: list[str]) -> list[str]:
-    stderr = run(["-X", "importtime", *argv])[2]
-    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
-                for line in stderr.splitlines() if line.startswith("import time:")}  # fmt: skip
-    return [name for name in HEAVY if name in imported]
+    return time.perf_counter() - started, done
 
 
 def measure_commands(commands: dict[str, list[str]], repeats: int) -> list[dict]:
-    """Round by round, so that a change in the machine's load falls on every command alike."""
+    """Round by round, so that a busy spell falls on every command alike; then their imports."""
     seconds: dict[str, list[float]] = {label: [] for label in commands}
     for _ in range(repeats):
         for label, argv in commands.items():
             seconds[label].append(run(argv)[0])
-    return [{"command": label, "median_s": statistics.median(seconds[label]),
-             "runs_s": seconds[label], "imports": heavy_imports(argv)}
-            for label, argv in commands.items()]  # fmt: skip
+    rows = []
+    for label, argv in commands.items():
+        lines = run(["-X", "importtime", *argv])[1].stderr.splitlines()
+        imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
+                    for line in lines if line.startswith("import time:")}  # fmt: skip
+        heavy, median = [m for m in HEAVY if m in imported], statistics.median(seconds[label])
+        rows.append({"command": label, "median_s": median, "runs_s": seconds[label],
+                     "imports": heavy})  # fmt: skip
+    return rows
 
 
 def commands_table(rows: list[dict]) -> str:
     bare = next(row["median_s"] for row in rows if row["command"] == BARE)
-    lines = [f"| command | median s | over bare Python s | {' | '.join(HEAVY)} |",
-             "|---|---:|---:|" + "---|" * len(HEAVY)]  # fmt: skip
-    for row in rows:
-        marks = " | ".join("yes" if name in row["imports"] else "-" for name in HEAVY)
-        lines.append(f"| {row['command']} | {row['median_s']:.2f} | "
-                     f"{row['median_s'] - bare:+.2f} | {marks} |")  # fmt: skip
-    return "\n".join(lines)
+    cells = [[row["command"], f"{row['median_s']:.2f}", f"{row['median_s'] - bare:+.2f}",
+              *("yes" if name in row["imports"] else "-" for name in HEAVY)]
+             for row in rows]  # fmt: skip
+    return common.markdown(["command", "median s", "over bare Python s", *HEAVY], "lrrlll", cells)
 
 
-def first_step_worker(model: str, output_dir: str) -> None:
-    """``train.py``'s run of ``model`` on one synthetic batch, ended once its loss is read."""
-    import keras  # on JAX: the worker's environment sets KERAS_BACKEND
-
-    from keras_resnet.trainer import fit
-    from keras_resnet.trainer.config import TrainConfig
-
-    class FirstStep(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            float(logs["loss"])
-            print(FIRST_STEP, flush=True)
-            os._exit(0)
-
-    config = TrainConfig(model=model, synthetic=True, train_size=32, batch_size=32, epochs=1,
-                         output_dir=output_dir)  # fmt: skip
-    fit.train(config, callbacks=[FirstStep()], verbose=0)
-
-
-def first_step_seconds(model: str, cache: str) -> float:
-    with tempfile.TemporaryDirectory() as run_dir:
-        argv = ["-m", "benchmarks.startup", "--worker", model, run_dir]
-        seconds, stdout, stderr = run(argv, KERAS_RESNET_XLA_CACHE=cache, KERAS_BACKEND="jax")
-    if FIRST_STEP not in stdout:
-        raise RuntimeError(f"the {model} worker failed:\n{stderr[-3000:]}")
-    return seconds
-
-
-def measure_first_steps(models: list[str], repeats: int) -> list[dict]:
-    """Each round runs off, cold (a new empty folder) and warm (the folder cold filled)."""
-    seconds = {(model, setting): [] for model in models for setting in CACHE_SETTINGS}
+def measure_first_steps(models: list[str], repeats: int) -> dict[str, dict[str, float]]:
+    """Each round runs off, cold (a new empty folder) and warm (the folder cold filled): the
+    median seconds by model and setting."""
+    seconds = {model: {setting: [] for setting in CACHE_SETTINGS} for model in models}
     for _ in range(repeats):
         for model in models:
-            with tempfile.TemporaryDirectory() as cache:
-                for setting in CACHE_SETTINGS:
-                    folder = "0" if setting == "off" else cache
-                    seconds[model, setting].append(first_step_seconds(model, folder))
-    return [{"model": model, "cache": setting, "median_s": statistics.median(runs),
-             "runs_s": runs} for (model, setting), runs in seconds.items()]  # fmt: skip
-
-
-def first_steps_table(rows: list[dict]) -> str:
-    lines = ["| model | " + " | ".join(f"cache {s} s" for s in CACHE_SETTINGS) + " | warm/off |",
-             "|---|" + "---:|" * (len(CACHE_SETTINGS) + 1)]  # fmt: skip
-    for model in dict.fromkeys(row["model"] for row in rows):
-        by_setting = {row["cache"]: row["median_s"] for row in rows if row["model"] == model}
-        cells = " | ".join(f"{by_setting[s]:.1f}" for s in CACHE_SETTINGS)
-        lines.append(f"| {model} | {cells} | {by_setting['warm'] / by_setting['off']:.2f} |")
-    return "\n".join(lines)
+            with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as runs:
+                for setting, found in seconds[model].items():
+                    argv = ["-c", FIRST_STEP, model, f"{runs}/{setting}"]
+                    env = {"KERAS_RESNET_XLA_CACHE": "0" if setting == "off" else cache}
+                    took, done = run(argv, KERAS_BACKEND="jax", **env)
+                    if done.returncode:
+                        raise RuntimeError(f"{model}'s first step failed:\n{done.stderr[-3000:]}")
+                    found.append(took)
+    return {model: {s: statistics.median(runs) for s, runs in by_setting.items()}
+            for model, by_setting in seconds.items()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=positive_int, default=5, help="runs per command")
+    parser.add_argument("--repeats", type=common.positive_int, default=5, help="runs per command")
     parser.add_argument("--first-step", nargs="+", metavar="MODEL", default=[])
-    parser.add_argument("--first-step-repeats", type=positive_int, default=3)
-    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "RUN_DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--first-step-repeats", type=common.positive_int, default=3)
     parser.add_argument("--json", help="default: benchmarks/results/startup.json")
     args = parser.parse_args(argv)
-    if args.worker:
-        first_step_worker(*args.worker)
-        return 1  # the worker exits from its callback; reaching here means no step ran
-    header = (f"start-up of the commands, median of {args.repeats}; {utc_now()}, {os.cpu_count()}"
-              f" CPUs, load average {os.getloadavg()[0]:.1f} at the start")  # fmt: skip
     rows = measure_commands(COMMANDS, args.repeats)
-    notes, steps = [], None
-    if args.first_step:
-        steps = measure_first_steps(args.first_step, args.first_step_repeats)
-        notes = [f"start to the end of the first training step (median of "
-                 f"{args.first_step_repeats})\n", first_steps_table(steps)]  # fmt: skip
-    path = Path(args.json or RESULTS_DIR / "startup.json")
-    publish("startup", path, header, commands_table(rows), notes, commands=rows, first_step=steps)
+    steps = measure_first_steps(args.first_step, args.first_step_repeats)
+    cells = [[model, *(f"{s:.1f}" for s in by.values()), f"{by['warm'] / by['off']:.2f}"]
+             for model, by in steps.items()]  # fmt: skip
+    columns = ["model", *(f"cache {setting} s" for setting in CACHE_SETTINGS), "warm/off"]
+    table = "start to the first training step's end:\n\n" + common.markdown(columns, "lrrrr", cells)
+    settings = {"repeats": args.repeats, "first_step_repeats": args.first_step_repeats}
+    common.publish("startup", args.json, settings, commands_table(rows), [table] if steps else [],
+                   commands=rows, first_step=steps)  # fmt: skip
     return 0
 
 
