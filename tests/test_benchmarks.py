@@ -25,6 +25,13 @@ torch = pytest.importorskip("torch")
 from benchmarks import torch_resnet  # noqa: E402  (needs PyTorch)
 
 
+@pytest.fixture(autouse=True)
+def _full_compilation(monkeypatch):
+    """The benchmarks' worker processes compile as a user's do: XLA's quick compilation (the
+    tests' default) can deadlock a program on virtual CPU devices."""
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
+
+
 @pytest.mark.parametrize(
     "name",
     ["resnet18", "resnet20", "resnet50", "plain20", "preact_resnet18", "preact_resnet164"],

@@ -19,7 +19,14 @@ def run_worker(
     *args: str, env: dict | None = None, name: str = "worker"
 ) -> tuple[subprocess.Popen, Path]:
     """Start a worker; its output goes to a file, so two workers never block on a full pipe."""
-    environment = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    # Compiled as a user's run is: XLA's quick compilation can deadlock an all-reduce on virtual
+    # CPU devices.
+    environment = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_DISABLE_MOST_OPTIMIZATIONS": "0",
+        **(env or {}),
+    }
     log = Path(args[0]).parent / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:

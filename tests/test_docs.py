@@ -118,7 +118,13 @@ def reader_env(tmp_path_factory) -> dict[str, str]:
         (home / "models").mkdir()
         for checkpoint in PUBLISHED.glob("*.th"):
             (home / "models" / checkpoint.name).symlink_to(checkpoint)
-    return {"KERAS_HOME": str(home), "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # Compiled as a reader's run is (the tests' quick compilation runs these longer blocks slower).
+    return {
+        "KERAS_HOME": str(home),
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "JAX_DISABLE_MOST_OPTIMIZATIONS": "0",
+    }
 
 
 def _commands(code: str) -> list[str]:
