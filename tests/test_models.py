@@ -276,12 +276,12 @@ def test_backbone_without_top_returns_the_4x4x512_feature_map():
 
 @pytest.mark.parametrize(("pooling", "reduce"), [("avg", np.mean), ("max", np.max)])
 def test_backbone_pooling_reduces_the_feature_map_to_a_vector(pooling, reduce):
-    backbone = build("resnet18", include_top=False)
-    pooled_model = build("resnet18", include_top=False, pooling=pooling)
+    backbone = build("resnet8", include_top=False)  # any net pools alike: a small one
+    pooled_model = build("resnet8", include_top=False, pooling=pooling)
     pooled_model.set_weights(backbone.get_weights())
     x = _images()
     pooled = _predict(pooled_model, x)
-    assert pooled.shape == (2, 512)
+    assert pooled.shape == (2, 64)
     np.testing.assert_allclose(
         pooled, reduce(_predict(backbone, x), axis=(1, 2)), rtol=1e-5, atol=1e-6
     )

@@ -203,6 +203,8 @@ def test_cli_records_the_resolved_recipe_in_config_json(tmp_path, monkeypatch):
     assert config.weight_decay == 1e-4 and config.warmup_steps == 0
 
 
+# End to end: the default run resumes the notes' recipe exactly and unit-tests each schedule.
+@pytest.mark.slow
 def test_a_step_schedule_run_resumes_to_the_same_weights(tmp_path):
     def config(folder):
         return TrainConfig(
@@ -230,6 +232,8 @@ def test_a_step_schedule_run_resumes_to_the_same_weights(tmp_path):
     assert saved["recipe"] == "paper" and saved["lr_milestones"] == [6]
 
 
+# End to end: the default run resumes the notes' recipe exactly and unit-tests each schedule.
+@pytest.mark.slow
 def test_the_kuangliu_recipe_trains_end_to_end_on_its_cosine(tmp_path):
     config = TrainConfig(
         recipe="kuangliu",
