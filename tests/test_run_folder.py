@@ -489,16 +489,24 @@ def test_a_run_folder_linked_outside_is_refused_before_anything_there_is_touched
     elif (run_dir / folder).exists():
         shutil.rmtree(run_dir / folder)
     (run_dir / folder).symlink_to(outside, target_is_directory=True)
-    before = digests(outside, run_dir)
+    for err in refusals_with_and_without_overwrite(capsys, run_dir, outside):
+        assert f"{run_dir} holds files that no keras_resnet run wrote" in err
+        assert folder in err and "Refusing to replace them" in err
+
+
+def refusals_with_and_without_overwrite(capsys, run_dir: Path, outside: Path) -> list[str]:
+    """The one-line errors of training into ``run_dir`` without and with ``--overwrite``, each
+    refused (exit 1) with ``outside`` and the folder unchanged."""
+    before, errors = digests(outside, run_dir), []
     for overwrite in ([], ["--overwrite"]):
         code, _, err = run_cli(
             capsys, "train", *TINY_RUN, "--val-size", "64", "--epochs", "2",
             "--output-dir", str(run_dir), *overwrite,
         )  # fmt: skip
         assert code == 1 and err.count("\n") == 1, err
-        assert f"{run_dir} holds files that no keras_resnet run wrote" in err
-        assert folder in err and "Refusing to replace them" in err
         assert digests(outside, run_dir) == before
+        errors.append(err)
+    return errors
 
 
 @pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resume"])
@@ -512,16 +520,9 @@ def test_a_decoded_images_file_linked_elsewhere_is_refused_and_never_written_thr
         shutil.rmtree(run_dir)
         run_dir.mkdir()
     RunFolder(run_dir).decoded_path.symlink_to(victim)
-    before = digests(victim, run_dir)
-    for overwrite in ([], ["--overwrite"]):
-        code, _, err = run_cli(
-            capsys, "train", *TINY_RUN, "--val-size", "64", "--epochs", "2",
-            "--output-dir", str(run_dir), *overwrite,
-        )  # fmt: skip
-        assert code == 1 and err.count("\n") == 1, err
-        named = " (a symbolic link)" if resume else ". Refusing"  # fresh: not a run of ours
+    named = " (a symbolic link)" if resume else ". Refusing"  # fresh: not a run of ours
+    for err in refusals_with_and_without_overwrite(capsys, run_dir, victim):
         assert "no keras_resnet run wrote" in err and f"decoded-images.npy{named}" in err
-        assert digests(victim, run_dir) == before
 
 
 USERS_OWN = {
