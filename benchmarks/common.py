@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_resnet.trainer import io
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 NUM_CLASSES = 10
@@ -173,6 +175,5 @@ def publish(benchmark: str, path: str | None, settings: dict, table: str, notes=
     host = {"cpu_count": cores, "python": platform.python_version(), "load_average_1min": load}
     report = {"benchmark": benchmark, "date": date, "host": host, **settings, **fields}
     path = Path(path or RESULTS_DIR / f"{benchmark}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**report, "header": header, "table": table}, indent=2) + "\n")
+    io.write_json(path, {**report, "header": header, "table": table})  # a kill leaves the last
     print(f"\nwrote {path}")

@@ -8,8 +8,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:
+    import keras
 
 # tempfile's random names: eight of these characters.
 RANDOM_PART = "[a-z0-9_]" * 8
