@@ -103,9 +103,15 @@ def test_a_fifo_is_refused_without_reading_it(tmp_path):
         keras_resnet.load_model({str(LEGACY)!r})
         state = {{'conv1.weight': np.zeros((16, 3, 3, 3), 'float32')}}  # PyTorch's names
         keras_resnet.load_torch_weights(model, state, strict=False)
+        import tempfile, pathlib
+        from keras_resnet.trainer.io import save_model  # the trainer's saving
+        path = pathlib.Path(tempfile.mkdtemp()) / 'saved.keras'
+        save_model(model, path)
+        images = np.zeros((1, 32, 32, 3), 'float32')
+        assert np.array_equal(keras_resnet.load_model(path)(images), model(images))
         """,
     ],
-    ids=["import", "build-load_model-load_torch_weights"],
+    ids=["import", "build-load_model-load_torch_weights-save"],
 )
 def test_the_library_never_imports_tensorflow(code):
     result = run_python(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,8 +89,29 @@ def save_model(model: keras.Model, path: str | os.PathLike, write: bool = True) 
     In a multi-host run saving gathers arrays that live on every host, so every process must
     call it at the same point; only the first process keeps the file.
     """
-    if write:
-        save_atomically(path, model.save)
+    with _tensorflow_unasked():
+        if write:
+            save_atomically(path, model.save)
+            return
+        with tempfile.TemporaryDirectory() as scratch:
+            model.save(Path(scratch) / Path(path).name)
+
+
+@contextlib.contextmanager
+def _tensorflow_unasked() -> Iterator[None]:
+    """Let Keras's serializer take TensorFlow as absent while it is not imported.
+
+    The serializer asks whether TensorFlow is installed, which imports it (3.5 s on a CPU
+    machine), only to test whether a value is a TensorFlow shape, dtype or type spec; no such
+    value can exist in a process that has not imported TensorFlow, so the answer is the same.
+    """
+    from keras.src.utils.module_utils import tensorflow
+
+    if "tensorflow" in sys.modules or vars(tensorflow).get("_available", True) is not None:
+        yield
         return
-    with tempfile.TemporaryDirectory() as scratch:
-        model.save(Path(scratch) / Path(path).name)
+    tensorflow._available = False
+    try:
+        yield
+    finally:
+        tensorflow._available = None
