@@ -52,7 +52,7 @@ stop = [Interrupt(0)] if os.environ.get("STOP_AFTER_FIRST_EPOCH") else []
 try:
     train(config, topology=topology, callbacks=[kept, *stop], verbose=0)
 except KeyboardInterrupt:
-    print("INTERRUPTED")
+    print("INTERRUPTED", json.dumps([topology.process_id, topology.devices]))
     sys.exit(0)
 history = json.loads((config.run_dir / "state.json").read_text())["history"]
 print(

@@ -120,18 +120,14 @@ def assert_trained_together_like_one(first: dict, second: dict, one_device: dict
 
 
 @pytest.mark.slow
-def test_two_processes_told_by_the_environment_train_together_like_one(tmp_path, one_device):
-    workers = two_processes(str(tmp_path / "run"), "environment")
-    assert_trained_together_like_one(*(result(worker) for worker in workers), one_device)
-
-
-@pytest.mark.slow
-def test_a_stopped_two_process_run_resumes_on_both_processes(tmp_path, one_device):
-    """Told by flags: epoch 1 from scratch, a stop, then epoch 2 resumed on both processes."""
+def test_a_two_process_run_stopped_and_resumed_trains_like_one_device(tmp_path, one_device):
+    """Epoch 1 on processes told by Keras's environment variables, a stop, then epoch 2
+    resumed on both processes told by command-line flags: they end where one device ends."""
     run_dir = str(tmp_path / "run")
-    for process, log in two_processes(run_dir, "flags", {"STOP_AFTER_FIRST_EPOCH": "1"}):
+    stopped = two_processes(run_dir, "environment", {"STOP_AFTER_FIRST_EPOCH": "1"})
+    for process_id, (process, log) in enumerate(stopped):
         process.wait(timeout=300)
-        assert "INTERRUPTED" in log.read_text()
+        assert f"INTERRUPTED [{process_id}, 2]" in log.read_text(), log.read_text()[-3000:]
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["epochs_done"] == 1
     first, second = (result(worker) for worker in two_processes(run_dir, "flags"))
