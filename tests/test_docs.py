@@ -121,14 +121,6 @@ def reader_env(tmp_path_factory) -> dict[str, str]:
     return {"KERAS_HOME": str(home), "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def _compilation(block: Block) -> dict[str, str]:
-    """A block that trains is compiled as a reader's run is: its steps run long enough that
-    XLA's optimisations pay (the README's try-out takes 1.4x as long without them). The rest,
-    which compiles far more than it runs (building, exporting), keeps the tests' quick
-    compilation (exporting takes half as long)."""
-    trains = bool(TRAINS.search(_without_comments(block.code)))
-    return {"JAX_DISABLE_MOST_OPTIMIZATIONS": "0" if trains else "1"}
-
 
 def _commands(code: str) -> list[str]:
     """The commands of a bash block: continuation lines joined, comment lines left out."""
@@ -158,7 +150,7 @@ def test_the_block_runs(block: Block, page_folders, reader_env, request):
     if block.language == "python":
         result = run_python(
             block.code,
-            env_updates={**reader_env, **_compilation(block)},
+            env_updates=reader_env,
             remove=("KERAS_BACKEND",),
             cwd=folder,
             timeout=TIMEOUT_S,
@@ -167,7 +159,7 @@ def test_the_block_runs(block: Block, page_folders, reader_env, request):
         return
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update(reader_env | _compilation(block))
+    env.update(reader_env)
     for command in _commands(block.code):
         result = subprocess.run(
             ["bash", "-c", _as_run_here(command)],
@@ -204,7 +196,7 @@ def test_the_markers_are_read():
     by_name = {block.name: block for block in RUNNABLE_BLOCKS}
     setup = [block for block in by_name.values() if "requirements-cpu.txt" in block.code]
     assert len(setup) == 1 and setup[0].skip and setup[0].page.name == "README.md"
-    assert any(block.slow and "--synthetic --epochs 5" in block.code for block in BLOCKS)
+    assert any(block.slow and "--synthetic --epochs 3" in block.code for block in BLOCKS)
     assert any(not (block.slow or block.skip) for block in RUNNABLE_BLOCKS)
     assert _commands("python a.py \\\n    --b c  # note\n# a comment\n\nls\n") == [
         "python a.py --b c  # note",
