@@ -19,8 +19,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["KERAS_RESNET_XLA_CACHE"] = str(Path(tempfile.gettempdir()) / "keras-resnet-tests-xla")
 # XLA compiles with its LLVM optimisations off (the same HLO programs, so the same results up to
 # float rounding; set 0 to test with them): a third less time over the suite, which compiles
-# far more than it runs, the documentation's blocks included. The benchmarks, multi-device runs
-# (where it can deadlock an all-reduce) and the tests about compiling itself turn it off.
+# far more than it runs, the documentation's blocks included. The README's try-out, the
+# benchmarks, multi-device runs (where it can deadlock an all-reduce) and the tests about
+# compiling itself turn it off.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import keras

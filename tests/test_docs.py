@@ -5,7 +5,10 @@ would paste them; a page's blocks run in order in one temporary folder, so a blo
 files an earlier one made. The line before a fence may hold a marker the reader never sees:
 ``<!-- docs-test: skip (the reason) -->`` for what cannot run here (a GPU, the internet, an
 install), shown as the skip's reason, and ``<!-- docs-test: slow -->`` for a block that trains,
-left out of the default run (``python -m pytest -m slow tests/test_docs.py`` runs them). A python
+left out of the default run (``python -m pytest -m slow tests/test_docs.py`` runs them).
+``<!-- docs-test: slow, optimised -->`` also compiles it with XLA's optimisations, as a reader's
+run is, where its steps run long enough for them to pay (the README's try-out: 1.5x as long
+without); the other blocks, mostly compiling, keep the suite's quick compilation. A python
 block whose first line is a ``# NAME.py: ...`` comment is also saved as ``NAME.py`` in its page's
 folder before any block runs, for the commands that run it by that name.
 """
@@ -26,7 +29,7 @@ PAGES = [ROOT / "README.md", ROOT / "RELIABILITY.md", *sorted((ROOT / "docs").gl
 README_MAX_LINES = 250
 RUNNABLE = ("python", "bash")
 NOT_RUN = ("text",)  # any other language would be neither run nor refused: spell it here first
-MARKER = re.compile(r"<!-- docs-test: (?:(slow)|skip \((.+)\)) -->")
+MARKER = re.compile(r"<!-- docs-test: (?:(slow)(, optimised)?|skip \((.+)\)) -->")
 FENCE = re.compile(r"^```(\S*)\s*$")
 SCRIPT_NAME = re.compile(r"# (\w+\.py):")
 TRAINS = re.compile(r"train\.py|\btrain\(|keras_resnet experiment|benchmarks\.")
@@ -44,6 +47,7 @@ class Block:
     language: str
     code: str
     slow: bool
+    optimised: bool  # compiled with XLA's optimisations
     skip: str | None  # the reason, when the block cannot run here
 
     @property
@@ -72,7 +76,8 @@ def _blocks(page: Path) -> list[Block]:
                 language=fence.group(1),
                 code="\n".join(lines[index + 1 : end]) + "\n",
                 slow=bool(marker and marker.group(1)),
-                skip=marker.group(2) if marker else None,
+                optimised=bool(marker and marker.group(2)),
+                skip=marker.group(3) if marker else None,
             )
         )
         index = end + 1
@@ -147,6 +152,8 @@ def test_the_block_runs(block: Block, page_folders, reader_env, request):
     if USES_PUBLISHED.search(block.code) and not PUBLISHED.is_dir():
         pytest.skip(f"the published weights are not at hand here ({PUBLISHED})")
     folder = page_folders[block.page]
+    if block.optimised:
+        reader_env = {**reader_env, "JAX_DISABLE_MOST_OPTIMIZATIONS": "0"}
     if block.language == "python":
         result = run_python(
             block.code,
@@ -196,7 +203,9 @@ def test_the_markers_are_read():
     by_name = {block.name: block for block in RUNNABLE_BLOCKS}
     setup = [block for block in by_name.values() if "requirements-cpu.txt" in block.code]
     assert len(setup) == 1 and setup[0].skip and setup[0].page.name == "README.md"
-    assert any(block.slow and "--synthetic --epochs 3" in block.code for block in BLOCKS)
+    try_out = [block for block in BLOCKS if "--synthetic --epochs 3" in block.code]
+    assert len(try_out) == 1 and try_out[0].slow and try_out[0].optimised
+    assert sum(block.optimised for block in BLOCKS) == 1
     assert any(not (block.slow or block.skip) for block in RUNNABLE_BLOCKS)
     assert _commands("python a.py \\\n    --b c  # note\n# a comment\n\nls\n") == [
         "python a.py --b c  # note",
