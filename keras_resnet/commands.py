@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from keras_resnet import saving
+from keras_resnet import environment, saving
 from keras_resnet.trainer.config import NOTES, TrainConfig, check_setting
 
 # The settings evaluate takes, and where its defaults differ from training's.
@@ -29,6 +29,7 @@ def train(
     num_processes: int | None = None,
     process_id: int | None = None,
 ) -> int:
+    environment.require_trainer_backend()  # before the trainer's modules import Keras
     from keras_resnet.trainer import distributed, fit
 
     topology = distributed.setup(devices, coordinator, num_processes, process_id)
