@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import TINY_MODEL
 
 import keras_resnet
 from benchmarks import common, cpu_convolutions, host_overhead, input_pipeline, throughput
@@ -137,16 +138,17 @@ def in_process(module):
 def test_throughput_reports_every_row_and_the_recipes_projection(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(common, "run_worker", in_process(throughput))
     out = tmp_path / "throughput.json"
-    argv = ["--recipe", "paper", "--model", "resnet8", "--batch-size", "8", "--steps", "2",
+    argv = ["--recipe", "paper", "--model", TINY_MODEL, "--batch-size", "8", "--steps", "2",
             "--eval-steps", "1", "--eval-batch-size", "16", "--json", str(out)]  # fmt: skip
     assert throughput.main(argv) == 0
     stdout = capsys.readouterr().out
     assert "| framework | train img/s | vs keras | compile s | eval img/s | peak memory |" in stdout
-    assert "throughput: recipe paper, model resnet8, batch_size 8, steps 2," in stdout
+    assert f"throughput: recipe paper, model {TINY_MODEL}, batch_size 8, steps 2," in stdout
     assert "paper: 182 epochs x " in stdout
     report = json.loads(out.read_text())
-    assert (report["model"], report["batch_size"], report["precision"]) == ("resnet8", 8, "float32")
-    assert report["parameters"] == parameter_count("resnet8")
+    settings = (report["model"], report["batch_size"], report["precision"])
+    assert settings == (TINY_MODEL, 8, "float32")
+    assert report["parameters"] == parameter_count(TINY_MODEL)
     rows = report["results"]
     assert list(rows) == list(throughput.FRAMEWORKS)
     for name, row in rows.items():
