@@ -7,16 +7,18 @@ train() restores the dtype policy, seeds and distribution itself; no test resets
 import os
 import socket
 import tempfile
-from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# XLA's compilation cache in a folder of the tests' own, never the user's: the many tiny training
-# runs (in this process and in the ones tests start) compile the same few programs, so each is
-# compiled once, and a second run of the suite (`-m slow` after the default) reuses them. Set
-# before the first compilation, when JAX reads it.
-os.environ["KERAS_RESNET_XLA_CACHE"] = str(Path(tempfile.gettempdir()) / "keras-resnet-tests-xla")
+# XLA's compilation cache in a folder of the tests' own, never the user's, given to JAX itself so
+# that every process the tests start uses it (the trainer's, and the documentation's and probes'
+# plain Python, which the trainer's own cache setting does not reach), for every program however
+# quick to compile: Keras compiles one per weight shape to initialise it (resnet50: 119 programs,
+# 8 s), and the many tiny runs compile the same few, so each is compiled once and a second run of
+# the suite (`-m slow` after the default) reuses them. Read when JAX is imported.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = f"{tempfile.gettempdir()}/keras-resnet-tests-xla"
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 # XLA compiles with its LLVM optimisations off (the same HLO programs, so the same results up to
 # float rounding; set 0 to test with them): a third less time over the suite, which compiles
 # far more than it runs, the documentation's blocks included. The README's try-out, the
@@ -30,11 +32,8 @@ from helpers import TINY_MODEL, TINY_SPEC
 
 import keras_resnet  # noqa: F401  (registers the layers before any test loads a model)
 from keras_resnet import models
-from keras_resnet.trainer import compile_cache
 
 models.register(TINY_MODEL, **TINY_SPEC)
-
-compile_cache.enable()
 
 
 @pytest.fixture(autouse=True)
