@@ -15,82 +15,73 @@ from helpers import ROOT, run_python
 from benchmarks import startup
 from keras_resnet.trainer import compile_cache
 
-# Each probe starts a fresh Python: the default run keeps a few of every kind, -m slow the rest.
 SLOW = pytest.mark.slow
 HEAVY = ("jax", "keras", "tensorflow", "tensorflow_datasets")
 LEGACY = ROOT / "tests" / "data" / "legacy-resnet8-trained.keras"  # RandomCropFlip, TorchSGD
 
-# The CLI run in a fresh process; then the heavy modules it left in sys.modules.
+# Command lines that need no model, with their exit codes: run one after another in one fresh
+# Python, so a heavy module any of them imports is still there when the next one ends.
+COMMANDS = [
+    (["-m", "--version"], 0),
+    (["-m", "--help"], 0),
+    *((["-m", command, "--help"], 0) for command in ("train", "evaluate", "predict")),
+    *((["-m", command, "--help"], 0) for command in ("list", "export", "experiment")),
+    (["-m", "experiment", "depth", "--help"], 0),
+    ([str(ROOT / "train.py"), "--help"], 0),
+    ([str(ROOT / "train.py"), "--version"], 0),
+    (["-m", "list"], 0),
+    (["-m", "train", "--model", "resnet9"], 2),
+    (["-m", "train", "--lr", "-1"], 2),
+    (["-m", "train", "--epochs", "zero"], 2),
+    (["-m", "train", "--padding", "99"], 2),
+    (["-m", "train", "--image-size", "4", "--dataset", "svhn_cropped"], 2),
+    ([str(ROOT / "train.py"), "--schedule", "weekly"], 2),
+    (["-m", "train", "--init-from", "missing.keras"], 1),
+    (["-m", "train", "--init-from", "folder.keras"], 1),
+    (["-m", "train", "--init-from", "missing.pth"], 1),
+    (["-m", "predict", "missing.keras", "cat.png"], 1),
+    (["-m", "predict", str(LEGACY), "missing.png"], 2),
+    (["-m", "predict", str(LEGACY), "a-folder"], 2),
+    (["-m", "predict", str(LEGACY), "fifo.png"], 2),  # refused without being read: no hang
+    (["-m", "evaluate", "folder.keras", "--synthetic"], 1),
+    (["-m", "export", "missing.keras"], 1),
+]
+
+# Each command line as ``python ARGV`` would run it, its output kept; then the heavy modules
+# loaded so far.
 PROBE = """
-import json, runpy, sys
-sys.argv = {argv!r}
-code = 0
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__") if sys.argv[0].endswith(".py") else (
-        runpy.run_module("keras_resnet", run_name="__main__", alter_sys=True))
-except SystemExit as exit_:
-    code = exit_.code
-heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))
-print("\\nPROBE " + json.dumps({{"code": code, "heavy": heavy}}))
+import contextlib, io, json, runpy, sys
+outcomes = []
+for argv in {argvs!r}:
+    sys.argv, code, output = argv, 0, io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        try:
+            if argv[0].endswith(".py"):
+                runpy.run_path(argv[0], run_name="__main__")
+            else:
+                runpy.run_module("keras_resnet", run_name="__main__", alter_sys=True)
+        except SystemExit as exit_:
+            code = exit_.code
+    heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))
+    outcomes.append({{"code": code, "heavy": heavy, "output": output.getvalue()}})
+print("PROBE " + json.dumps(outcomes))
 """
 
 
-def probe(*argv: str, cwd=ROOT) -> tuple[dict, str]:
-    result = run_python(PROBE.format(argv=list(argv), heavy=HEAVY), cwd=cwd)
+def test_the_command_line_answers_without_jax_keras_or_tensorflow(tmp_path):
+    argvs = [["keras_resnet", *argv[1:]] if argv[0] == "-m" else argv for argv, _ in COMMANDS]
+    (tmp_path / "folder.keras").mkdir()
+    (tmp_path / "a-folder").mkdir()
+    os.mkfifo(tmp_path / "fifo.png")
+    result = run_python(PROBE.format(argvs=argvs, heavy=HEAVY), cwd=tmp_path)
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("PROBE "), result.stderr[-3000:]
-    return json.loads(last.removeprefix("PROBE ")), result.stdout + result.stderr
-
-
-@pytest.mark.parametrize(
-    ("argv", "code"),
-    [
-        (["-m", "--version"], 0),
-        pytest.param(["-m", "--help"], 0, marks=SLOW),
-        *(
-            pytest.param(["-m", command, "--help"], 0, marks=SLOW)
-            for command in ("train", "evaluate", "predict")
-        ),
-        *(
-            pytest.param(["-m", command, "--help"], 0, marks=SLOW)
-            for command in ("list", "export", "experiment")
-        ),
-        pytest.param(["-m", "experiment", "depth", "--help"], 0, marks=SLOW),
-        ([str(ROOT / "train.py"), "--help"], 0),
-        pytest.param([str(ROOT / "train.py"), "--version"], 0, marks=SLOW),
-        (["-m", "list"], 0),
-        pytest.param(["-m", "train", "--model", "resnet9"], 2, marks=SLOW),
-        (["-m", "train", "--lr", "-1"], 2),
-        pytest.param(["-m", "train", "--epochs", "zero"], 2, marks=SLOW),
-        pytest.param(["-m", "train", "--padding", "99"], 2, marks=SLOW),
-        pytest.param(
-            *(["-m", "train", "--image-size", "4", "--dataset", "svhn_cropped"], 2), marks=SLOW
-        ),
-        pytest.param([str(ROOT / "train.py"), "--schedule", "weekly"], 2, marks=SLOW),
-        pytest.param(["-m", "train", "--init-from", "missing.keras"], 1, marks=SLOW),
-        pytest.param(["-m", "train", "--init-from", "folder.keras"], 1, marks=SLOW),
-        (["-m", "train", "--init-from", "missing.pth"], 1),
-        pytest.param(["-m", "predict", "missing.keras", "cat.png"], 1, marks=SLOW),
-        (["-m", "predict", str(LEGACY), "missing.png"], 2),
-        pytest.param(["-m", "predict", str(LEGACY), "tests"], 2, marks=SLOW),
-        (["-m", "evaluate", "folder.keras", "--synthetic"], 1),
-        pytest.param(["-m", "export", "missing.keras"], 1, marks=SLOW),
-    ],
-    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
-)
-def test_the_command_line_answers_without_jax_keras_or_tensorflow(argv, code, tmp_path):
-    argv = ["keras_resnet", *argv[1:]] if argv[0] == "-m" else argv
-    (tmp_path / "folder.keras").mkdir()
-    outcome, output = probe(*argv, cwd=tmp_path)
-    assert outcome == {"code": code, "heavy": []}, output[-3000:]
-
-
-def test_a_fifo_is_refused_without_reading_it(tmp_path):
-    fifo = tmp_path / "image.png"
-    os.mkfifo(fifo)
-    outcome, output = probe("keras_resnet", "predict", str(LEGACY), str(fifo))
-    assert outcome == {"code": 2, "heavy": []}, output[-3000:]
-    assert "not a regular file" in output
+    outcomes = json.loads(last.removeprefix("PROBE "))
+    for (argv, code), outcome in zip(COMMANDS, outcomes, strict=True):
+        assert (outcome["code"], outcome["heavy"]) == (code, []), (argv, outcome["output"][-3000:])
+        assert outcome["output"].strip(), argv  # each says something: help, a version, an error
+    fifo = outcomes[[argv[-1] for argv, _ in COMMANDS].index("fifo.png")]
+    assert "not a regular file" in fifo["output"]
 
 
 @pytest.mark.parametrize(
@@ -187,25 +178,34 @@ def test_the_variable_chooses_the_cache_folder_or_turns_it_off(monkeypatch, sett
         assert compile_cache.folder() == Path(setting).expanduser()
 
 
+# enable() for each setting of ours in turn, in one process: JAX decides once, so after the
+# first folder a second is not taken.
 ENABLE = """
-import jax
+import os, jax
 from keras_resnet.trainer import compile_cache
-print(compile_cache.enable(), jax.config.jax_persistent_cache_min_compile_time_secs)
+for setting in {settings!r}:
+    os.environ[compile_cache.VARIABLE] = setting
+    print(compile_cache.enable(), jax.config.jax_persistent_cache_min_compile_time_secs)
 """
 
 
 def test_enabling_points_jax_at_the_folder_unless_jax_was_given_one(tmp_path):
-    def enable(**env: str) -> str:
+    def enable(*settings: str, **env: str) -> list[str]:
         jax_own = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
-        result = run_python(ENABLE, env_updates=env, remove=jax_own)  # the tests give JAX one
+        code = ENABLE.format(settings=list(settings))
+        result = run_python(code, env_updates=env, remove=jax_own)  # the tests give JAX one
         assert result.returncode == 0, result.stderr[-3000:]
-        return result.stdout.strip().splitlines()[-1]
+        return result.stdout.strip().splitlines()
 
-    ours = enable(**{compile_cache.VARIABLE: str(tmp_path / "xla")})
-    assert ours == f"{tmp_path / 'xla'} {compile_cache.MIN_COMPILE_SECONDS}"
-    theirs = enable(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "j"))
-    assert theirs == f"{tmp_path / 'j'} 1.0"
-    assert enable(**{compile_cache.VARIABLE: "0"}) == "None 1.0"
+    ours, other = tmp_path / "xla", tmp_path / "other"
+    assert enable("0", str(ours), str(other)) == [
+        "None 1.0",
+        f"{ours} {compile_cache.MIN_COMPILE_SECONDS}",
+        f"{ours} {compile_cache.MIN_COMPILE_SECONDS}",
+    ]
+    assert enable(str(ours), JAX_COMPILATION_CACHE_DIR=str(tmp_path / "j")) == [
+        f"{tmp_path / 'j'} 1.0"
+    ]
 
 
 # The benchmark.
