@@ -4,6 +4,7 @@ compilation, and a fresh Keras session per test.
 train() restores the dtype policy, seeds and distribution itself; no test resets them.
 """
 
+import io
 import os
 import socket
 import tempfile
@@ -26,20 +27,55 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 # compiling itself turn it off.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
-import keras
 import pytest
-from helpers import TINY_MODEL, TINY_SPEC
 
-import keras_resnet  # noqa: F401  (registers the layers before any test loads a model)
-from keras_resnet import models
 
-models.register(TINY_MODEL, **TINY_SPEC)
+def pytest_configure(config):
+    """Register the layers and the tests' tiny model where tests run: not in pytest-xdist's
+    controller, which only hands tests out (importing Keras there would delay the workers'
+    start by its 3 s)."""
+    if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+        return
+    from helpers import TINY_MODEL, TINY_SPEC
+
+    import keras_resnet  # noqa: F401  (registers the layers before any test loads a model)
+    from keras_resnet import models
+
+    models.register(TINY_MODEL, **TINY_SPEC)
 
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_session():
+    import keras
+
     keras.utils.clear_session(free_memory=False)  # gc.collect() costs ~0.5 s a test
     yield
+
+
+@pytest.fixture(scope="module")
+def quick_figures():
+    """Figures built by our code in full but not rasterised: each file is a 1-pixel PNG.
+
+    Drawing a finished run's two figures takes ~0.8 s, more than the run of a tiny net itself;
+    the modules that train dozens of runs to test files, resume and refusals use this.
+    tests/test_reports.py checks what is drawn, and the other end-to-end runs draw for real.
+    """
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (1, 1), "white").save(png, format="PNG")
+
+    def savefig(figure, fname, **kwargs):
+        if hasattr(fname, "write"):
+            fname.write(png.getvalue())
+        else:
+            with open(fname, "wb") as file:
+                file.write(png.getvalue())
+
+    with pytest.MonkeyPatch.context() as patch:  # module-wide: its shared runs too
+        patch.setattr(Figure, "savefig", savefig)
+        yield
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from keras_resnet.trainer.data import (
 from keras_resnet.trainer.data import tfds as tfds_loader
 
 tfds = pytest.importorskip("tensorflow_datasets")
+# tfds's mock data imports TensorFlow: on the worker of tests/test_export.py.
+pytestmark = pytest.mark.xdist_group("tensorflow")
 
 
 # --- helpers -------------------------------------------------------------------------------

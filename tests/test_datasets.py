@@ -21,6 +21,10 @@ from keras_resnet.trainer.fit import build_model, train
 from keras_resnet.trainer.images import ImageError, load_image
 from keras_resnet.trainer.run_folder import RunFolder
 
+# Figures: tests/test_reports.py. tfds's mock data imports TensorFlow: on the worker of
+# tests/test_export.py.
+pytestmark = [pytest.mark.usefixtures("quick_figures"), pytest.mark.xdist_group("tensorflow")]
+
 tfds = pytest.importorskip("tensorflow_datasets")
 
 COLOURS = ("blue", "green", "red")

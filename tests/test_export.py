@@ -4,13 +4,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from helpers import cache_published_weights, run_cli
 from keras import layers
 
 from keras_resnet import RandomCropFlip, build
 from keras_resnet.errors import ConfigError
 from keras_resnet.export import export
+
+# Exporting and serving import TensorFlow (3 s): its tests run on one worker, which imports it
+# when the first of them runs, not when collecting.
+pytestmark = pytest.mark.xdist_group("tensorflow")
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
@@ -42,6 +45,8 @@ def test_the_saved_model_serves_raw_pixels_as_keras_predicts(capsys, trained_lik
     output = path.with_name("model_saved_model")
     assert code == 0, err
     assert f"wrote {output}" in out and "raw 0-255 pixels" in out
+
+    import tensorflow as tf
 
     served = tf.saved_model.load(str(output))
     pixels = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)).astype("float32")
@@ -130,6 +135,8 @@ def test_published_weights_export_by_name_into_the_working_folder(capsys, tmp_pa
     code, out, err = run_cli(capsys, "export", "resnet20:cifar10")
     assert code == 0, err
     assert "wrote resnet20-cifar10_saved_model" in out and "raw 0-255 pixels" in out
+    import tensorflow as tf
+
     served = tf.saved_model.load(str(tmp_path / "resnet20-cifar10_saved_model"))
     pixels = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype("float32")
     expected = build("resnet20", weights="cifar10").predict(pixels, verbose=0)

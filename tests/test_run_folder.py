@@ -26,6 +26,8 @@ from keras_resnet.trainer.resume import resume_state, start
 from keras_resnet.trainer.run_folder import RunFolder
 from keras_resnet.trainer.state import ResumeState
 
+pytestmark = pytest.mark.usefixtures("quick_figures")  # figures: tests/test_reports.py
+
 models.register("tiny_wide_resnet6", block="basic", depths=(1, 1), widths=(16, 32))
 
 

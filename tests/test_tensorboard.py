@@ -5,15 +5,19 @@ import io
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util.tensor_util import make_ndarray
 
 from keras_resnet import cli
 from keras_resnet.errors import ConfigError
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import load_data
 from keras_resnet.trainer.run_folder import RunFolder
+
+# Keras's TensorBoard callback imports TensorFlow (3 s): these tests share the worker that
+# tests/test_export.py's do.
+pytestmark = pytest.mark.xdist_group("tensorflow")
 
 
 def _events(folder) -> event_accumulator.EventAccumulator:
@@ -25,7 +29,7 @@ def _events(folder) -> event_accumulator.EventAccumulator:
 
 
 def _scalars(events, tag) -> dict[int, float]:
-    return {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
+    return {e.step: float(make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
 
 
 def test_tensorboard_logs_each_epochs_scalars_and_training_images(tmp_path, capsys):
@@ -58,7 +62,7 @@ def test_tensorboard_logs_each_epochs_scalars_and_training_images(tmp_path, caps
     training_images = load_data(config).train.images
     shown = {}
     for event in train.Tensors("training_images"):
-        width, height, *pngs = tf.make_ndarray(event.tensor_proto)
+        width, height, *pngs = make_ndarray(event.tensor_proto)
         assert (int(width), int(height), len(pngs)) == (32, 32, 8)
         shown[event.step] = [np.asarray(Image.open(io.BytesIO(png))) for png in pngs]
     assert sorted(shown) == [0, 1]

@@ -19,6 +19,8 @@ from keras_resnet.trainer.callbacks import EpochLossSum, NoteLog
 from keras_resnet.trainer.config import TrainConfig
 from keras_resnet.trainer.fit import train
 
+pytestmark = pytest.mark.usefixtures("quick_figures")  # figures: tests/test_reports.py
+
 RUN_FILES = (
     "model.keras",
     "history.csv",
