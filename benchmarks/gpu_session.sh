@@ -17,7 +17,8 @@ fi
 
 if [ "${QUICK:-0}" = 1 ]; then  # checks, not figures: a step or two a row, programs compiled once
   STEPS=(--model resnet8 --batch-size 8 --steps 1 --eval-steps 1 --eval-batch-size 8)
-  BF16=(--frameworks keras keras-trainer) PIPE=(--images 1024 --repeats 1) HOST=(--quick)
+  BF16=(--frameworks keras keras-trainer) PIPE=(--images 1024 --repeats 1)
+  HOST=(--quick --devices 2)  # no more virtual devices than a 2-core CI machine's cores
   export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/keras-resnet-quick}
   export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 else

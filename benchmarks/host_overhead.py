@@ -20,7 +20,9 @@ from benchmarks import common
 
 TARGET_MS = 0.5  # the host cost per step the trainer is held under, in every configuration
 TARGET_VS_FIT = 2.0  # ... and at most twice a bare model.fit's
-DEVICES = 4  # the virtual CPU devices of the rows named *-devices
+# The virtual CPU devices of the rows named *-devices. XLA's in-process all-reduce needs a thread
+# per device at once: with more devices than cores a busy machine can deadlock it (--devices).
+DEVICES = 4
 STREAMED_GB = 1e-6  # --max-memory-gb below the folder's size: its batches are decoded as read
 NEEDS_TENSORFLOW = ("trainer-tensorboard", "trainer-folder", "folder-decode")
 
@@ -47,7 +49,7 @@ def tiny_model(config, steps_per_epoch: int, data):
     return compile_model(keras.Model(inputs, outputs, name="tiny"), config, steps_per_epoch)
 
 
-def time_keras(name: str, epochs: int, batch_size: int) -> dict:
+def time_keras(name: str, epochs: int, batch_size: int, devices: int = 1) -> dict:
     """``train()`` as ``train.py`` runs it with ``tiny_model`` (its log written as train.py
     writes it, kept out of the table), or for ``keras-fit`` a bare ``model.fit`` of that model
     on numpy arrays, no callbacks but the clock."""
@@ -56,7 +58,7 @@ def time_keras(name: str, epochs: int, batch_size: int) -> dict:
     from keras_resnet.trainer.data import synthetic_cifar10
     from keras_resnet.trainer.fit import train
 
-    topology = distributed.setup(DEVICES if name.endswith("-devices") else 1)
+    topology = distributed.setup(devices)
     clock, log = common.epoch_clock(), io.StringIO()
     if name.startswith("keras-fit"):
         data = synthetic_cifar10()
@@ -77,7 +79,7 @@ def time_keras(name: str, epochs: int, batch_size: int) -> dict:
     return {**summary(clock.epochs), "log_lines": log.getvalue().count("\n")}
 
 
-def time_loop(name: str, epochs: int, batch_size: int) -> dict:
+def time_loop(name: str, epochs: int, batch_size: int, devices: int = 1) -> dict:
     """A plain loop over the trainer's batches: ``folder-decode`` reads the streamed folder's (the
     decoding ``trainer-folder`` cannot go below here); ``jax`` trains the dense layer on them by
     plain SGD in a jitted step (the least a step of this model can cost the host)."""
@@ -113,14 +115,19 @@ def time_loop(name: str, epochs: int, batch_size: int) -> dict:
 ROWS = {  # name: what the table calls it, and what times it
     "jax": ("plain jitted JAX loop, host batches", time_loop),
     "keras-fit": ("bare model.fit on numpy arrays", time_keras),
-    "keras-fit-devices": (f"bare model.fit, {DEVICES} virtual CPU devices", time_keras),
+    "keras-fit-devices": ("bare model.fit, {devices} virtual CPU devices", time_keras),
     "trainer-note": ("train(): note recipe, its log", time_keras),
     "trainer-keras-log": ("train(): --log-format keras", time_keras),
     "trainer-tensorboard": ("train(): --tensorboard", time_keras),
-    "trainer-devices": (f"train(): --devices {DEVICES} (virtual CPU devices)", time_keras),
+    "trainer-devices": ("train(): --devices {devices} (virtual CPU devices)", time_keras),
     "trainer-folder": ("train(): streamed image folder", time_keras),
     "folder-decode": ("the same folder's batches, decoded alone", time_loop),
 }
+
+
+def label(name: str, devices: int) -> str:
+    """A row's name in the table."""
+    return ROWS[name][0].format(devices=devices)
 
 
 def main(argv=None) -> int:
@@ -130,6 +137,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=at_least_2, help="a row's; the first is untimed (8)")
     parser.add_argument("--batch-size", type=common.positive_int, default=8, help="a multiple of 4")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=ROWS, help="some of them")
+    parser.add_argument("--devices", type=common.positive_int, default=DEVICES,
+                        help=f"of the *-devices rows (default {DEVICES})")  # fmt: skip
     parser.add_argument("--rounds", type=common.positive_int, default=1, help="median of")
     parser.add_argument("--json", help="default: benchmarks/results/host_overhead.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -137,7 +146,7 @@ def main(argv=None) -> int:
     args.epochs = args.epochs or (2 if args.quick else 8)
     if args.worker:
         if args.worker.endswith("-devices"):  # a unit's rows all are on them or none is
-            flag = f"--xla_force_host_platform_device_count={DEVICES}"  # read as JAX starts
+            flag = f"--xla_force_host_platform_device_count={args.devices}"  # read as JAX starts
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}"
             os.environ["JAX_PLATFORMS"] = "cpu"
         import jax
@@ -146,14 +155,17 @@ def main(argv=None) -> int:
 
         first = jax.devices()[0]
         device = f"{first.platform} ({first.device_kind}) x {jax.device_count()}"
-        rows = {n: ROWS[n][1](n, args.epochs, args.batch_size) for n in args.worker.split(",")}
+        devices = {n: args.devices if n.endswith("-devices") else 1 for n in ROWS}
+        rows = {n: ROWS[n][1](n, args.epochs, args.batch_size, devices[n])
+                for n in args.worker.split(",")}  # fmt: skip
         common.send_result({name: {**row, "device": device} for name, row in rows.items()})
         return 0
     missing = importlib.util.find_spec("tensorflow") is None
     units = [n for n in ROWS if n in args.rows and not (missing and n in NEEDS_TENSORFLOW)]
     if args.quick:  # a check: a process for the rows on each set of devices
         units = [",".join(n for n in units if n.endswith("-devices") == on) for on in (False, True)]
-    argv = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+    argv = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+            "--devices", str(args.devices)]  # fmt: skip
     found = common.run_rows("host_overhead", [u for u in units if u], argv, args.rounds,
                             ("step_ms", "cpu_ms"))  # fmt: skip
     rows = {n: found.get(n, {"skipped": "needs TensorFlow"}) for n in ROWS if n in args.rows}
@@ -161,14 +173,15 @@ def main(argv=None) -> int:
     for name, row in rows.items():
         if "step_ms" not in row:
             why = row.get("skipped") or f"failed: {row['error'].splitlines()[-1][:100]}"
-            cells.append([ROWS[name][0], "-", "-", "-", why])
+            cells.append([label(name, args.devices), "-", "-", "-", why])
             continue
         fit = rows.get("keras-fit-devices" if name == "trainer-devices" else "keras-fit", {})
         ratio = row["step_ms"] / fit["step_ms"] if "step_ms" in fit else None
         met = row["step_ms"] <= TARGET_MS and (ratio is None or ratio <= TARGET_VS_FIT)
         meets = ("yes" if met else "no") if name.startswith("trainer") else ""
         shown = "-" if ratio is None else f"{ratio:.2f}"
-        cells.append([ROWS[name][0], f"{row['step_ms']:.3f}", f"{row['cpu_ms']:.3f}", shown, meets])
+        cells.append([label(name, args.devices), f"{row['step_ms']:.3f}", f"{row['cpu_ms']:.3f}",
+                      shown, meets])  # fmt: skip
     target = f"<= {TARGET_MS:g} ms and <= {TARGET_VS_FIT:g}x fit"
     columns = ["configuration", "ms/step", "CPU ms/step", "x bare fit", target]
     device = next((r["device"] for r in rows.values() if "device" in r), "unknown")
