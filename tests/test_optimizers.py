@@ -1,6 +1,5 @@
 """TorchSGD follows torch.optim.SGD's update: coupled L2 decay, lr outside the momentum buffer."""
 
-
 import keras
 import numpy as np
 import pytest

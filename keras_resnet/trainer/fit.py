@@ -243,7 +243,13 @@ def train(
             run.write = topology.is_chief
             with run.locked():
                 return _train(
-                    config, data, run, overwrite, topology, [*callbacks, stop_on_signal], verbose,
+                    config,
+                    data,
+                    run,
+                    overwrite,
+                    topology,
+                    [*callbacks, stop_on_signal],
+                    verbose,
                     build,
                 )
         except KeyboardInterrupt:  # said while a second signal is still caught

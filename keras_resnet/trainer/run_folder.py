@@ -269,9 +269,7 @@ class RunFolder:
     def refuse_foreign(self) -> None:
         """Refuse the folder, before anything in it is read or touched, when it holds entries
         under a run's names that no run of ours wrote, naming them."""
-        present = [
-            name for name in (*RUN_FILES, *RUN_FOLDERS) if os.path.lexists(self.path / name)
-        ]
+        present = [name for name in (*RUN_FILES, *RUN_FOLDERS) if os.path.lexists(self.path / name)]
         if not present:
             return
         if self._is_ours():
